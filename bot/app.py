@@ -1,0 +1,72 @@
+"""The composition root: settings → concrete adapters → services. The only module naming adapters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.settings import GraphSettings, RetrievalSettings, Settings
+from retrieval.embedded import EmbeddedChunkIndex, EmbeddedGraphStore
+from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.incidents import StructuralExtractor
+from retrieval.knowledge import KnowledgeBuilder
+from retrieval.ports import ChunkIndex, GraphStore
+from retrieval.retriever import Retriever
+from trainer.store import RecordStore
+
+
+def build_chunk_index(cfg: RetrievalSettings, data_dir: Path, dim: int) -> ChunkIndex:
+    match cfg.backend:
+        case "embedded":
+            return EmbeddedChunkIndex(data_dir / "index.sqlite")
+        case "elasticsearch":
+            from retrieval.elasticsearch import ElasticsearchChunkIndex
+
+            return ElasticsearchChunkIndex(cfg, dim=dim)
+
+
+def build_graph_store(cfg: GraphSettings, data_dir: Path) -> GraphStore:
+    match cfg.backend:
+        case "embedded":
+            return EmbeddedGraphStore(data_dir / "graph.sqlite")
+        case "neo4j":
+            from retrieval.neo4j import Neo4jGraphStore
+
+            return Neo4jGraphStore(cfg)
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """The opened knowledge side: stores, builder and retriever."""
+
+    index: ChunkIndex
+    graph: GraphStore
+    builder: KnowledgeBuilder
+    retriever: Retriever
+    records: RecordStore
+
+
+@asynccontextmanager
+async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
+    """Open every store for the knowledge base; close them in reverse order on exit."""
+    embedder = SentenceTransformerEmbedder(
+        Path(settings.retrieval.embedding_model) if settings.retrieval.embedding_model else None
+    )
+    async with AsyncExitStack() as stack:
+        index = build_chunk_index(settings.retrieval, settings.data_dir, embedder.dim)
+        stack.push_async_callback(index.aclose)
+        graph = build_graph_store(settings.graph, settings.data_dir)
+        stack.push_async_callback(graph.aclose)
+        records = RecordStore(settings.records_url)
+        stack.push_async_callback(records.aclose)
+        builder = KnowledgeBuilder(
+            index,
+            graph,
+            embedder,
+            StructuralExtractor(),
+            window_words=settings.ingest.chunk_words,
+            overlap_words=settings.ingest.chunk_overlap,
+        )
+        yield Knowledge(index, graph, builder, Retriever(index, graph, embedder, settings.retrieval), records)

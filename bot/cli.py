@@ -1,0 +1,164 @@
+"""The ``opsflow`` command line: translate arguments to use cases and results to text or JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from bot.app import open_knowledge
+from bot.evaluation import evaluate_retrieval, load_cases
+from bot.ingest import IngestReport, ingest
+from core.errors import OpsflowError
+from core.settings import Settings
+from core.types import Retrieval
+
+T = TypeVar("T")
+
+EXIT_PARTIAL = 3  # ingest finished, but some documents were skipped as bad input
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise click.ClickException(f"invalid configuration:\n{exc}") from exc
+
+
+def _run(work: Awaitable[T]) -> T:
+    """Run a coroutine; an OpsflowError becomes a one-line error and exit code 1."""
+    try:
+        return asyncio.run(work)  # type: ignore[arg-type]
+    except OpsflowError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@click.group()
+@click.version_option(package_name="opsflow")
+def main() -> None:
+    """opsflow: troubleshooting workflows grounded in your runbooks."""
+
+
+@main.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def ingest_command(paths: tuple[Path, ...], as_json: bool) -> None:
+    """Add, update and remove documents under PATHS (files or folders) in the knowledge base."""
+    settings = _settings()
+
+    async def work() -> tuple[IngestReport, dict[str, int]]:
+        from tqdm import tqdm
+
+        async with open_knowledge(settings) as kb:
+            total = sum(1 for p in paths for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
+            with tqdm(total=total, unit="doc", disable=None if not as_json else True, file=sys.stderr) as bar:
+                report = await ingest(
+                    paths, kb.builder, max_bytes=settings.ingest.max_document_bytes, progress=lambda _: bar.update()
+                )
+            counts = {**await kb.index.counts(), **await kb.graph.counts()}
+            await kb.records.audit(getpass.getuser(), "ingest", {"paths": [str(p) for p in paths], **report.as_dict()})
+            return report, counts
+
+    report, counts = _run(work())
+    if as_json:
+        _print_json({**report.as_dict(), "totals": counts})
+    else:
+        _print_ingest_summary(report, counts)
+    if report.partial:
+        sys.exit(EXIT_PARTIAL)
+
+
+def _print_ingest_summary(report: IngestReport, counts: dict[str, int]) -> None:
+    click.echo(
+        f"documents: {len(report.added)} added, {len(report.changed)} changed, {report.unchanged} unchanged, "
+        f"{len(report.removed)} removed; {report.chunks} chunks written in {report.seconds:.1f}s"
+    )
+    graph = "graph unchanged" if report.graph is None else f"graph rebuilt from {report.graph.candidates} candidates"
+    click.echo(
+        f"knowledge base: {counts['documents']} documents, {counts['chunks']} chunks, "
+        f"{counts['nodes']} incident nodes, {counts['relations']} relations ({graph})"
+    )
+    for doc_id, reason in report.failed:
+        click.echo(f"skipped {doc_id}: {reason}", err=True)
+    if report.ignored:
+        click.echo(f"ignored {len(report.ignored)} files of unsupported types", err=True)
+    if report.partial:
+        click.echo(f"partial ingest: {len(report.failed)} documents skipped", err=True)
+
+
+@main.command("search")
+@click.argument("query")
+@click.option("-k", "--top-k", type=click.IntRange(1, 100), default=None, help="Passages to return.")
+@click.option("--json", "as_json", is_flag=True, help="Print the retrieval as JSON.")
+def search_command(query: str, top_k: int | None, as_json: bool) -> None:
+    """Show what the knowledge base retrieves for QUERY: passages and incident nodes."""
+    settings = _settings()
+
+    async def work() -> Retrieval:
+        async with open_knowledge(settings) as kb:
+            return await kb.retriever.retrieve(query, k=top_k)
+
+    result = _run(work())
+    if as_json:
+        _print_json(result.model_dump(mode="json"))
+    else:
+        _print_retrieval(result)
+
+
+def _print_retrieval(result: Retrieval) -> None:
+    for note in result.degraded:
+        click.secho(f"degraded: {note}", fg="yellow", err=True)
+    if not result.passages:
+        click.echo("nothing found: is the knowledge base empty? run `opsflow ingest PATH` first")
+    for n, p in enumerate(result.passages, start=1):
+        ranks = ", ".join(f"{name} #{rank}" for name, rank in p.ranks.items())
+        click.secho(f"{n}. {p.chunk.doc_id} › {' › '.join(p.chunk.heading_path) or p.chunk.title}", bold=True)
+        click.echo(f"   score {p.score:.4f} ({ranks})")
+        click.echo("   " + " ".join(p.chunk.text.split())[:300])
+    if result.nodes:
+        click.secho("\nincidents:", bold=True)
+    for hit in result.nodes:
+        node = hit.node
+        click.echo(f"- {node.name} [{hit.via}, {hit.score:.2f}] from {', '.join(node.doc_ids)}")
+        if node.description:
+            click.echo(f"    what: {node.description[:200]}")
+        for step in node.mitigation[:5]:
+            click.echo(f"    step: {step[:160]}")
+    click.echo(f"\n({result.took_ms:.0f} ms)")
+
+
+@main.command("eval")
+@click.argument("cases", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--retrieval-only", is_flag=True, help="Measure retrieval only (hit@1, hit@5, MRR, latency).")
+def eval_command(cases: Path, as_json: bool, retrieval_only: bool) -> None:
+    """Run the benchmark CASES (JSONL) against the knowledge base and report the scores."""
+    if not retrieval_only:
+        raise click.UsageError("workflow generation is not available yet: pass --retrieval-only")
+    settings = _settings()
+    loaded = load_cases(cases)
+
+    async def work() -> dict[str, Any]:
+        async with open_knowledge(settings) as kb:
+            summary, _ = await evaluate_retrieval(kb.retriever, loaded)
+            return summary
+
+    summary = _run(work())
+    if as_json:
+        _print_json(summary)
+    else:
+        r, lat = summary["retrieval"], summary["latency_ms"]
+        click.echo(f"{summary['cases']} cases ({summary['answerable']} answerable)")
+        click.echo(f"hit@1 {r['hit_at_1']:.3f}  hit@5 {r['hit_at_5']:.3f}  MRR {r['mrr']:.3f}")
+        click.echo(f"latency p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms")

@@ -1,0 +1,128 @@
+"""Settings: one ``Settings`` object built once by the composition root, passed on by section.
+
+Read from ``OPSFLOW_``-prefixed environment variables (``__`` nests: ``OPSFLOW_SLACK__BOT_TOKEN``)
+and a ``.env`` file. This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RecordSettings(_Section):
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the record store, e.g. postgresql+psycopg://opsflow@db/opsflow; "
+        "default: SQLite in the data directory.",
+    )
+
+
+class IngestSettings(_Section):
+    max_document_bytes: int = Field(5_000_000, gt=0, description="Larger files are skipped as oversized.")
+    chunk_words: int = Field(160, ge=20, description="Window length for long sections, in words.")
+    chunk_overlap: int = Field(40, ge=0, description="Words shared by consecutive windows.")
+
+    @model_validator(mode="after")
+    def _overlap_below_window(self) -> IngestSettings:
+        if self.chunk_overlap >= self.chunk_words:
+            raise ValueError("ingest.chunk_overlap must be smaller than ingest.chunk_words")
+        return self
+
+
+class RetrievalSettings(_Section):
+    backend: Literal["embedded", "elasticsearch"] = "embedded"
+    es_url: AnyHttpUrl | None = None
+    es_api_key: SecretStr | None = None
+    es_index: str = "opsflow-chunks"
+    timeout_s: float = Field(5.0, gt=0, description="Deadline for one search request.")
+    top_k: int = Field(8, gt=0, description="Passages handed to the planner.")
+    candidates: int = Field(50, gt=0, description="Hits taken from each ranking before fusion.")
+    rrf_k: int = Field(60, gt=0, description="Reciprocal-rank-fusion constant.")
+    embedding_model: str | None = Field(
+        None, description="Directory of a sentence-transformers model; default: the packaged all-MiniLM-L6-v2."
+    )
+
+    @model_validator(mode="after")
+    def _es_needs_url(self) -> RetrievalSettings:
+        if self.backend == "elasticsearch" and self.es_url is None:
+            raise ValueError("retrieval.backend=elasticsearch needs OPSFLOW_RETRIEVAL__ES_URL")
+        return self
+
+
+class GraphSettings(_Section):
+    backend: Literal["embedded", "neo4j"] = "embedded"
+    neo4j_uri: str | None = None
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr = SecretStr("")
+    neo4j_database: str | None = Field(None, description="Database name; default: the server's default.")
+    timeout_s: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _neo4j_needs_uri(self) -> GraphSettings:
+        if self.backend == "neo4j" and not self.neo4j_uri:
+            raise ValueError("graph.backend=neo4j needs OPSFLOW_GRAPH__NEO4J_URI")
+        return self
+
+
+class SlackSettings(_Section):
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    app_token: SecretStr | None = Field(None, description="xapp- token; set it to use Socket Mode.")
+    api_url: str = "https://slack.com/api/"
+    admins: Annotated[tuple[str, ...], NoDecode] = Field((), description="Comma-separated user or group ids.")
+
+    @field_validator("admins", mode="before")
+    @classmethod
+    def _split_admins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(a.strip() for a in value.split(",") if a.strip())
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack_sdk joins method names with urljoin, which drops a last segment without '/'.
+        return value if value.endswith("/") else value + "/"
+
+
+class HttpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=0, le=65535)
+
+
+class AlertSettings(_Section):
+    token: SecretStr | None = Field(None, description="Bearer token for Alertmanager, Grafana and generic webhooks.")
+    default_channel: str | None = None
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".local" / "share" / "opsflow"
+
+
+class Settings(BaseSettings):
+    """All of opsflow's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OPSFLOW_", env_nested_delimiter="__", env_file=".env", frozen=True, extra="ignore"
+    )
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    records: RecordSettings = RecordSettings()
+    ingest: IngestSettings = IngestSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
+    graph: GraphSettings = GraphSettings()
+    slack: SlackSettings = SlackSettings()
+    http: HttpSettings = HttpSettings()
+    alerts: AlertSettings = AlertSettings()
+
+    @property
+    def records_url(self) -> str:
+        return self.records.url or f"sqlite:///{self.data_dir / 'records.sqlite'}"

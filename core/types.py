@@ -1,0 +1,127 @@
+"""Domain types shared by every package: frozen, validated, free of I/O.
+
+Documents become sections, sections become chunks, chunks yield incident nodes; a query
+returns a ``Retrieval`` (passages and nodes with their provenance).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+DocumentKind = Literal["markdown", "html", "text", "pdf"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Section(_Frozen):
+    """A run of text under one heading path, in document order."""
+
+    heading_path: tuple[str, ...] = ()
+    text: str
+
+
+class SourceDocument(_Frozen):
+    """A parsed operation document, ready to chunk."""
+
+    doc_id: str = Field(description="Path relative to the ingest root, with '/' separators.")
+    source: str = Field(description="The ingest root it came from (documents gone from it are removed).")
+    title: str
+    kind: DocumentKind
+    content_hash: str = Field(description="sha256 of the raw bytes; unchanged hash = skip on re-ingest.")
+    sections: tuple[Section, ...]
+
+
+class Chunk(_Frozen):
+    """A retrievable piece of a document; ``heading_path`` starts below the title."""
+
+    chunk_id: str
+    doc_id: str
+    ordinal: int
+    title: str
+    heading_path: tuple[str, ...] = ()
+    text: str
+
+    @property
+    def context(self) -> str:
+        """Title and heading path, the way the chunk is shown and embedded."""
+        return " > ".join((self.title, *self.heading_path))
+
+
+def normalise_name(name: str) -> str:
+    """Canonical key of an incident or alert name: CamelCase split, lower case, alnum words."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", name)
+    return " ".join(re.findall(r"[a-z0-9]+", spaced.lower()))
+
+
+class IncidentNode(_Frozen):
+    """FlowXpert's incident-aware node: five fields plus aliases, tags and provenance."""
+
+    name: str = Field(description="Incident Name")
+    description: str = Field("", description="Failure Description")
+    mitigation: tuple[str, ...] = Field((), description="Mitigation Steps")
+    typical_cases: tuple[str, ...] = Field((), description="Typical Cases")
+    note: str = Field("", description="Additional Note")
+    aliases: tuple[str, ...] = Field((), description="Alert names and other names of the incident.")
+    components: tuple[str, ...] = ()
+    domain: str = ""
+    chunk_ids: tuple[str, ...] = ()
+    doc_ids: tuple[str, ...] = ()
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def node_id(self) -> str:
+        return normalise_name(self.name).replace(" ", "-") or "unnamed"
+
+    def keys(self) -> set[str]:
+        """Every normalised name this node answers to."""
+        return {k for k in (normalise_name(n) for n in (self.name, *self.aliases)) if k}
+
+
+RelationKind = Literal["related"]
+
+
+class Relation(_Frozen):
+    """An undirected incident ↔ incident edge, stored with ``src < dst``."""
+
+    src: str
+    dst: str
+    kind: RelationKind = "related"
+    reason: str = ""
+
+
+class Passage(_Frozen):
+    """A retrieved chunk with its fused score and its rank in each ranking that found it."""
+
+    chunk: Chunk
+    score: float
+    ranks: dict[str, int] = Field(default_factory=dict)
+
+
+NodeVia = Literal["named", "chunk", "neighbour"]
+
+
+class NodeHit(_Frozen):
+    """A retrieved incident node: named in the query, attached to a top chunk, or a neighbour."""
+
+    node: IncidentNode
+    score: float
+    via: NodeVia
+
+
+class Retrieval(_Frozen):
+    """Everything the planner gets for one query, with what went wrong on the way."""
+
+    query: str
+    passages: tuple[Passage, ...]
+    nodes: tuple[NodeHit, ...] = ()
+    degraded: tuple[str, ...] = Field((), description="Human-readable notes on rankings that failed.")
+    took_ms: float = 0.0
+
+    def doc_ids(self) -> list[str]:
+        """Documents in rank order of their best passage."""
+        return list(dict.fromkeys(p.chunk.doc_id for p in self.passages))

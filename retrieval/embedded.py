@@ -1,0 +1,263 @@
+"""The zero-setup backends: SQLite FTS5 + numpy vectors for chunks, SQLite tables for the graph.
+
+Both keep one SQLite file each under the data directory and do their I/O on a dedicated thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.types import Chunk, IncidentNode, Relation, SourceDocument
+from retrieval._sqlite import SqliteWorker
+from retrieval.lexical import expand_identifiers, query_terms
+from retrieval.ports import Hits
+
+_INDEX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents(
+    doc_id TEXT PRIMARY KEY, source TEXT NOT NULL, title TEXT NOT NULL, kind TEXT NOT NULL,
+    content_hash TEXT NOT NULL, incidents TEXT NOT NULL, ingested_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(
+    rowid INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL, heading_path TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(heading, body, tokenize='porter unicode61');
+"""
+
+# BM25 column weights: a word in the title or heading path says more than one in the body.
+_HEADING_WEIGHT, _BODY_WEIGHT = 3.0, 1.0
+
+
+class EmbeddedChunkIndex:
+    """SQLite FTS5 for BM25, float32 vectors searched exactly with numpy."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteWorker(path, _INDEX_SCHEMA)
+        self._matrix: tuple[list[str], np.ndarray] | None = None
+
+    async def document_hashes(self, source: str | None = None) -> dict[str, str]:
+        def read(conn: sqlite3.Connection) -> dict[str, str]:
+            if source is None:
+                rows = conn.execute("SELECT doc_id, content_hash FROM documents")
+            else:
+                rows = conn.execute("SELECT doc_id, content_hash FROM documents WHERE source = ?", (source,))
+            return dict(rows.fetchall())
+
+        return await self._db.run(read)
+
+    async def replace_document(
+        self, doc: SourceDocument, chunks: Sequence[Chunk], vectors: np.ndarray, incidents: Sequence[IncidentNode]
+    ) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+
+        def write(conn: sqlite3.Connection) -> None:
+            _delete_documents(conn, [doc.doc_id])
+            conn.execute(
+                "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    doc.doc_id,
+                    doc.source,
+                    doc.title,
+                    doc.kind,
+                    doc.content_hash,
+                    json.dumps([n.model_dump(exclude={"node_id"}) for n in incidents]),
+                    time.time(),
+                ),
+            )
+            for chunk, vec in zip(chunks, vecs, strict=True):
+                cur = conn.execute(
+                    "INSERT INTO chunks(chunk_id, doc_id, ordinal, heading_path, text, vec) VALUES (?, ?, ?, ?, ?, ?)",
+                    (chunk.chunk_id, doc.doc_id, chunk.ordinal, json.dumps(chunk.heading_path), chunk.text, vec.tobytes()),
+                )
+                conn.execute(
+                    "INSERT INTO chunks_fts(rowid, heading, body) VALUES (?, ?, ?)",
+                    (cur.lastrowid, expand_identifiers(chunk.context), expand_identifiers(chunk.text)),
+                )
+
+        await self._db.transaction(write)
+        self._matrix = None
+
+    async def remove_documents(self, doc_ids: Collection[str]) -> None:
+        await self._db.transaction(lambda conn: _delete_documents(conn, list(doc_ids)))
+        self._matrix = None
+
+    async def lexical(self, query: str, k: int) -> Hits:
+        terms = query_terms(query)
+        if not terms:
+            return []
+        match = " OR ".join(f'"{t}"' for t in terms)
+
+        def search(conn: sqlite3.Connection) -> Hits:
+            rows = conn.execute(
+                "SELECT c.chunk_id, bm25(chunks_fts, ?, ?) AS s FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+                "WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
+                (_HEADING_WEIGHT, _BODY_WEIGHT, match, k),
+            )
+            return [(cid, -score) for cid, score in rows]
+
+        return await self._db.run(search)
+
+    async def dense(self, vector: np.ndarray, k: int) -> Hits:
+        ids, matrix = await self._vectors()
+        if not ids:
+            return []
+        return await asyncio.to_thread(_top_k, ids, matrix, np.asarray(vector, dtype=np.float32), k)
+
+    async def _vectors(self) -> tuple[list[str], np.ndarray]:
+        if self._matrix is None:
+
+            def load(conn: sqlite3.Connection) -> tuple[list[str], np.ndarray]:
+                rows = conn.execute("SELECT chunk_id, vec FROM chunks ORDER BY rowid").fetchall()
+                if not rows:
+                    return [], np.zeros((0, 0), dtype=np.float32)
+                return [r[0] for r in rows], np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+
+            self._matrix = await self._db.run(load)
+        return self._matrix
+
+    async def chunks(self, chunk_ids: Collection[str]) -> dict[str, Chunk]:
+        wanted = list(chunk_ids)
+
+        def read(conn: sqlite3.Connection) -> dict[str, Chunk]:
+            found: dict[str, Chunk] = {}
+            for start in range(0, len(wanted), 500):
+                batch = wanted[start : start + 500]
+                rows = conn.execute(
+                    "SELECT c.chunk_id, c.doc_id, c.ordinal, d.title, c.heading_path, c.text FROM chunks c "
+                    f"JOIN documents d USING(doc_id) WHERE c.chunk_id IN ({','.join('?' * len(batch))})",
+                    batch,
+                )
+                for cid, doc_id, ordinal, title, path, text in rows:
+                    found[cid] = Chunk(
+                        chunk_id=cid, doc_id=doc_id, ordinal=ordinal, title=title,
+                        heading_path=tuple(json.loads(path)), text=text,
+                    )  # fmt: skip
+            return found
+
+        return await self._db.run(read)
+
+    async def incident_candidates(self) -> list[IncidentNode]:
+        def read(conn: sqlite3.Connection) -> list[IncidentNode]:
+            rows = conn.execute("SELECT incidents FROM documents ORDER BY doc_id")
+            return [IncidentNode.model_validate(n) for (blob,) in rows for n in json.loads(blob)]
+
+        return await self._db.run(read)
+
+    async def counts(self) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            docs = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
+            chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
+            return {"documents": docs, "chunks": chunks}
+
+        return await self._db.run(read)
+
+    async def aclose(self) -> None:
+        await self._db.aclose()
+
+
+def _delete_documents(conn: sqlite3.Connection, doc_ids: list[str]) -> None:
+    for doc_id in doc_ids:
+        conn.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE doc_id = ?)", (doc_id,))
+        conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+
+def _top_k(ids: list[str], matrix: np.ndarray, vector: np.ndarray, k: int) -> Hits:
+    scores = matrix @ vector
+    k = min(k, len(ids))
+    top = np.argpartition(-scores, k - 1)[:k]
+    top = top[np.argsort(-scores[top], kind="stable")]
+    return [(ids[i], float(scores[i])) for i in top]
+
+
+_GRAPH_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes(node_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS node_keys(key TEXT NOT NULL, node_id TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS node_keys_by_key ON node_keys(key);
+CREATE TABLE IF NOT EXISTS node_chunks(chunk_id TEXT NOT NULL, node_id TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS node_chunks_by_chunk ON node_chunks(chunk_id);
+CREATE TABLE IF NOT EXISTS node_components(component TEXT NOT NULL, node_id TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE);
+CREATE INDEX IF NOT EXISTS node_components_by_component ON node_components(component);
+CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE,
+    dst TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE, kind TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS relations_by_src ON relations(src);
+CREATE INDEX IF NOT EXISTS relations_by_dst ON relations(dst);
+"""
+
+
+class EmbeddedGraphStore:
+    """Incident nodes as JSON rows with lookup tables for names, chunks, components and relations."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = SqliteWorker(path, _GRAPH_SCHEMA)
+
+    async def built_from(self) -> str | None:
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'built_from'").fetchone()
+            return row[0] if row else None
+
+        return await self._db.run(read)
+
+    async def replace_all(self, nodes: Sequence[IncidentNode], relations: Sequence[Relation], built_from: str) -> None:
+        def write(conn: sqlite3.Connection) -> None:
+            for table in ("relations", "node_components", "node_chunks", "node_keys", "nodes"):
+                conn.execute(f"DELETE FROM {table}")
+            for node in nodes:
+                conn.execute("INSERT INTO nodes VALUES (?, ?)", (node.node_id, node.model_dump_json(exclude={"node_id"})))
+                conn.executemany("INSERT INTO node_keys VALUES (?, ?)", [(k, node.node_id) for k in node.keys()])
+                conn.executemany("INSERT INTO node_chunks VALUES (?, ?)", [(c, node.node_id) for c in node.chunk_ids])
+                conn.executemany(
+                    "INSERT INTO node_components VALUES (?, ?)", [(c, node.node_id) for c in set(node.components)]
+                )
+            conn.executemany(
+                "INSERT INTO relations VALUES (?, ?, ?, ?)", [(r.src, r.dst, r.kind, r.reason) for r in relations]
+            )
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('built_from', ?)", (built_from,))
+
+        await self._db.transaction(write)
+
+    async def named(self, keys: Collection[str]) -> list[IncidentNode]:
+        return await self._select("SELECT DISTINCT node_id FROM node_keys WHERE key IN ({})", list(keys))
+
+    async def for_chunks(self, chunk_ids: Collection[str]) -> list[IncidentNode]:
+        return await self._select("SELECT DISTINCT node_id FROM node_chunks WHERE chunk_id IN ({})", list(chunk_ids))
+
+    async def neighbours(self, node_ids: Collection[str]) -> list[IncidentNode]:
+        ids = list(node_ids)
+        query = "SELECT dst FROM relations WHERE src IN ({0}) UNION SELECT src FROM relations WHERE dst IN ({0})"
+        found = await self._select(query, ids, repeat=2)
+        return [n for n in found if n.node_id not in set(ids)]
+
+    async def _select(self, id_query: str, params: list[str], repeat: int = 1) -> list[IncidentNode]:
+        if not params:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[IncidentNode]:
+            marks = ",".join("?" * len(params))
+            sql = f"SELECT node_id, body FROM nodes WHERE node_id IN ({id_query.format(marks)}) ORDER BY node_id"
+            return [IncidentNode.model_validate_json(body) for _, body in conn.execute(sql, params * repeat)]
+
+        return await self._db.run(read)
+
+    async def counts(self) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            one = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
+            return {
+                "nodes": one("SELECT count(*) FROM nodes"),
+                "relations": one("SELECT count(*) FROM relations"),
+                "components": one("SELECT count(DISTINCT component) FROM node_components"),
+            }
+
+        return await self._db.run(read)
+
+    async def aclose(self) -> None:
+        await self._db.aclose()

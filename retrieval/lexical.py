@@ -1,0 +1,28 @@
+"""Text preparation shared by every BM25 backend: identifiers split, stop words dropped."""
+
+from __future__ import annotations
+
+import re
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_IDENTIFIER = re.compile(r"\b[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*\b")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+STOP_WORDS = frozenset(
+    """a an the and or of to in on for with by at from as is are be been being it its this that these
+    those if then else than so such via into onto over under out up any all each every some no not only
+    also just your you we our they them their can could should would may might must will shall do does did
+    done have has had i me my how what when where who why which there here get got am please help""".split()
+)
+
+
+def expand_identifiers(text: str) -> str:
+    """Append the parts of CamelCase identifiers, so 'KubeAPIDown' also matches 'kube api down'."""
+    parts = [_CAMEL.sub(" ", m.group(0)) for m in _IDENTIFIER.finditer(text)]
+    return text if not parts else text + "\n" + " ".join(parts)
+
+
+def query_terms(query: str) -> list[str]:
+    """Distinct lower-cased search terms of a query, identifiers split, stop words dropped."""
+    words = (w.lower() for w in _WORD.findall(expand_identifiers(query)))
+    return list(dict.fromkeys(w for w in words if w not in STOP_WORDS and (len(w) > 1 or w.isdigit())))

@@ -1,0 +1,101 @@
+"""``retrieve(query)``: BM25, dense and named-incident rankings fused by RRF, plus incident nodes.
+
+The three rankings run concurrently; one that fails is reported in ``Retrieval.degraded`` and the
+others still answer. Only when every ranking fails is ``RetrievalUnavailable`` raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from core.errors import BackendUnavailable, RetrievalUnavailable
+from core.settings import RetrievalSettings
+from core.types import IncidentNode, NodeHit, Passage, Retrieval, normalise_name
+from retrieval.fusion import reciprocal_rank_fusion
+from retrieval.ports import ChunkIndex, Embedder, GraphStore
+
+MAX_NAME_WORDS = 8
+MIN_KEY_CHARS = 5
+MAX_NODES = 8
+
+T = TypeVar("T")
+
+
+def name_keys(query: str) -> set[str]:
+    """Every word n-gram of the normalised query that could be an incident's normalised name."""
+    words = normalise_name(query).split()
+    grams = (" ".join(words[i : i + n]) for n in range(1, MAX_NAME_WORDS + 1) for i in range(len(words) - n + 1))
+    return {g for g in grams if len(g) >= MIN_KEY_CHARS}
+
+
+class Retriever:
+    """Hybrid chunk retrieval with incident nodes from the graph."""
+
+    def __init__(self, index: ChunkIndex, graph: GraphStore, embedder: Embedder, settings: RetrievalSettings) -> None:
+        self._index = index
+        self._graph = graph
+        self._embedder = embedder
+        self._settings = settings
+
+    async def retrieve(self, query: str, k: int | None = None) -> Retrieval:
+        """Top ``k`` passages (default ``top_k``) and the incidents the query names or resembles."""
+        started = time.perf_counter()
+        top_k = k or self._settings.top_k
+        n = self._settings.candidates
+        degraded: list[str] = []
+        async with asyncio.TaskGroup() as tg:
+            bm25 = tg.create_task(_guard("keyword search", self._index.lexical(query, n), degraded))
+            dense = tg.create_task(_guard("semantic search", self._dense(query, n), degraded))
+            named = tg.create_task(_guard("incident graph", self._graph.named(name_keys(query)), degraded))
+        rankings = {"bm25": [c for c, _ in bm25.result() or []], "dense": [c for c, _ in dense.result() or []]}
+        named_nodes = named.result() or []
+        rankings["named"] = [c for node in _most_specific_first(named_nodes) for c in node.chunk_ids][:n]
+        if bm25.result() is None and dense.result() is None:
+            raise RetrievalUnavailable("; ".join(degraded), backend="chunk index")
+        fused = reciprocal_rank_fusion(rankings, k=self._settings.rrf_k)[:top_k]
+        chunks = await self._index.chunks([cid for cid, _, _ in fused])
+        passages = tuple(
+            Passage(chunk=chunks[cid], score=score, ranks=ranks) for cid, score, ranks in fused if cid in chunks
+        )
+        nodes = await _guard("incident graph", self._nodes(named_nodes, passages), degraded)
+        return Retrieval(
+            query=query,
+            passages=passages,
+            nodes=tuple(nodes or ()),
+            degraded=tuple(dict.fromkeys(degraded)),
+            took_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def _dense(self, query: str, n: int) -> list[tuple[str, float]]:
+        vectors = await self._embedder.embed([query])
+        return await self._index.dense(vectors[0], n)
+
+    async def _nodes(self, named: list[IncidentNode], passages: tuple[Passage, ...]) -> list[NodeHit]:
+        """Named nodes first, then nodes of the top passages (scored by their best passage), then neighbours."""
+        hits: dict[str, NodeHit] = {n.node_id: NodeHit(node=n, score=1.0, via="named") for n in named}
+        best = {p.chunk.chunk_id: p.score / passages[0].score for p in passages} if passages else {}
+        for node in await self._graph.for_chunks(list(best)):
+            if node.node_id not in hits:
+                score = max(best.get(c, 0.0) for c in node.chunk_ids)
+                hits[node.node_id] = NodeHit(node=node, score=round(score, 4), via="chunk")
+        anchors = [h.node.node_id for h in sorted(hits.values(), key=lambda h: -h.score)[:2]]
+        for node in await self._graph.neighbours(anchors):
+            hits.setdefault(node.node_id, NodeHit(node=node, score=0.25, via="neighbour"))
+        return sorted(hits.values(), key=lambda h: -h.score)[:MAX_NODES]
+
+
+def _most_specific_first(nodes: list[IncidentNode]) -> list[IncidentNode]:
+    return sorted(nodes, key=lambda n: -max(len(k) for k in n.keys()))
+
+
+async def _guard(what: str, work: Awaitable[T], degraded: list[str]) -> T | None:
+    """Run one part of retrieval; a backend that is down becomes a note instead of an error."""
+    try:
+        return await work
+    except BackendUnavailable as exc:
+        degraded.append(f"{what} unavailable ({exc})")
+        return None
+
