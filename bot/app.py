@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.settings import GraphSettings, RetrievalSettings, Settings
 from retrieval.embedded import EmbeddedChunkIndex, EmbeddedGraphStore
-from retrieval.embedding import SentenceTransformerEmbedder
+from retrieval.embedding import OnnxEmbedder
 from retrieval.incidents import StructuralExtractor
 from retrieval.knowledge import KnowledgeBuilder
 from retrieval.ports import ChunkIndex, GraphStore
@@ -51,9 +51,8 @@ class Knowledge:
 @asynccontextmanager
 async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
     """Open every store for the knowledge base; close them in reverse order on exit."""
-    embedder = SentenceTransformerEmbedder(
-        Path(settings.retrieval.embedding_model) if settings.retrieval.embedding_model else None
-    )
+    model_dir = settings.retrieval.embedding_model
+    embedder = OnnxEmbedder(settings.data_dir / "models", Path(model_dir) if model_dir else None)
     async with AsyncExitStack() as stack:
         index = build_chunk_index(settings.retrieval, settings.data_dir, embedder.dim)
         stack.push_async_callback(index.aclose)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 HEADING_BOOST = 3
 MAX_WINDOW = 10_000  # index.max_result_window and the kNN num_candidates ceiling
 _BATCH = 1_000
+_KEYWORD = {"type": "keyword"}
 _CHUNK_FIELDS = ["chunk_id", "doc_id", "ordinal", "title", "heading_path", "text"]
 
 # Mirrors the embedded FTS5 tokenizer ('porter unicode61'): split on anything but letters and digits
@@ -50,58 +51,43 @@ def docs_index_name(es_index: str) -> str:
 def chunk_index_body(dim: int) -> dict[str, Any]:
     """``indices.create`` arguments for the chunks index."""
     text = {"type": "text", "analyzer": "opsflow_text"}
-    return {
-        "settings": {"analysis": ANALYSIS},
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "chunk_id": {"type": "keyword"},
-                "doc_id": {"type": "keyword"},
-                "ordinal": {"type": "integer"},
-                "title": {"type": "text"},
-                "heading_path": {"type": "keyword"},
-                "heading": text,
-                "body": text,
-                "text": {"type": "text", "index": False},
-                "write_id": {"type": "keyword"},
-                # Plain float HNSW: the quantized defaults (int8_hnsw, bbq_hnsw) would only approximate
-                # the cosine, and callers compare it with the embedded backend's exact one.
-                "vec": {
-                    "type": "dense_vector",
-                    "dims": dim,
-                    "index": True,
-                    "similarity": "cosine",
-                    "index_options": {"type": "hnsw"},
-                },
-            },
-        },
+    # Plain float HNSW: the quantized defaults (int8_hnsw, bbq_hnsw) would only approximate the cosine,
+    # and callers compare it with the embedded backend's exact one.
+    vec = {
+        "type": "dense_vector",
+        "dims": dim,
+        "index": True,
+        "similarity": "cosine",
+        "index_options": {"type": "hnsw"},
     }
+    properties = {
+        **dict.fromkeys(("chunk_id", "doc_id", "heading_path", "write_id"), _KEYWORD),
+        "ordinal": {"type": "integer"},
+        "title": {"type": "text"},
+        "heading": text,
+        "body": text,
+        "text": {"type": "text", "index": False},
+        "vec": vec,
+    }
+    return {"settings": {"analysis": ANALYSIS}, "mappings": {"dynamic": "strict", "properties": properties}}
 
 
 def docs_index_body() -> dict[str, Any]:
     """``indices.create`` arguments for the per-document ingest state."""
-    keyword = {"type": "keyword"}
-    return {
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "doc_id": keyword,
-                "source": keyword,
-                "title": {"type": "text"},
-                "kind": keyword,
-                "content_hash": keyword,
-                "write_id": keyword,
-                "chunk_count": {"type": "integer"},
-                "incidents": {"type": "object", "enabled": False},
-            },
-        }
+    properties = {
+        **dict.fromkeys(("doc_id", "source", "kind", "content_hash", "write_id"), _KEYWORD),
+        "title": {"type": "text"},
+        "chunk_count": {"type": "integer"},
+        "incidents": {"type": "object", "enabled": False},
     }
+    return {"mappings": {"dynamic": "strict", "properties": properties}}
 
 
 def mapped_dims(get_mapping_body: Mapping[str, Any]) -> int | None:
     """The ``vec`` dims of an existing chunks index, from an ``indices.get_mapping`` response."""
     for index in get_mapping_body.values():
-        return index["mappings"].get("properties", {}).get("vec", {}).get("dims")
+        dims = index["mappings"].get("properties", {}).get("vec", {}).get("dims")
+        return None if dims is None else int(dims)
     return None
 
 
@@ -117,12 +103,8 @@ def lexical_query(terms: Sequence[str], k: int) -> dict[str, Any]:
 def knn_query(vector: np.ndarray, k: int) -> dict[str, Any]:
     """``search`` arguments for approximate kNN on ``vec``."""
     k = min(k, MAX_WINDOW)
-    knn = {
-        "field": "vec",
-        "query_vector": np.asarray(vector, dtype=np.float32).tolist(),
-        "k": k,
-        "num_candidates": min(max(100, 2 * k), MAX_WINDOW),
-    }
+    query_vector = np.asarray(vector, dtype=np.float32).tolist()
+    knn = {"field": "vec", "query_vector": query_vector, "k": k, "num_candidates": min(max(100, 2 * k), MAX_WINDOW)}
     return {"knn": knn, "size": k, "source": False}
 
 

@@ -1,0 +1,86 @@
+"""Shared fixtures: network blocker, blocking-call detector, a real embedder, a sample knowledge base."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import open_knowledge
+from bot.ingest import ingest
+from core.settings import Settings
+from retrieval.embedding import OnnxEmbedder
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples" / "runbooks"
+BENCH = ROOT.parent / "shared" / "bench"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse connections to anything but loopback, except in tests marked ``integration``."""
+    if request.node.get_closest_marker("integration"):
+        return
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            try:
+                loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ConnectionRefusedError(f"tests may only connect to loopback, not {host}")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ONNX export of the packaged MiniLM per test session, shared by every data directory."""
+    cache = tmp_path_factory.mktemp("models")
+    asyncio.run(OnnxEmbedder(cache).embed(["warm up"]))
+    return cache
+
+
+def make_settings(data_dir: Path, model_cache: Path, **env: Any) -> Settings:
+    """Settings for a fresh data directory that reuses the session's ONNX export."""
+    (data_dir / "models").parent.mkdir(parents=True, exist_ok=True)
+    if not (data_dir / "models").exists():
+        shutil.copytree(model_cache, data_dir / "models")
+    return Settings(data_dir=data_dir, _env_file=None, **env)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_cache: Path) -> Settings:
+    return make_settings(tmp_path / "data", model_cache)
+
+
+@pytest.fixture(scope="session")
+def sample_kb(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Settings:
+    """A data directory with the project's sample runbooks ingested (read-only for tests)."""
+    settings = make_settings(tmp_path_factory.mktemp("sample-kb"), model_cache)
+
+    async def build() -> None:
+        async with open_knowledge(settings) as kb:
+            report = await ingest([SAMPLES], kb.builder, max_bytes=settings.ingest.max_document_bytes)
+            assert not report.failed, report.failed
+
+    asyncio.run(build())
+    return settings
+
+
+@pytest.fixture
+def sample_copy(tmp_path: Path) -> Iterator[Path]:
+    """A writable copy of the sample runbooks."""
+    target = tmp_path / "runbooks"
+    shutil.copytree(SAMPLES, target)
+    yield target
