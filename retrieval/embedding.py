@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,10 @@ def _export_onnx(model_dir: Path, target: Path) -> None:
     dynamic = {name: {i: n for n, i in axes.items()} for name in (*_INPUTS, "last_hidden_state")}
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(".partial")
-    with torch.inference_mode():
+    # The legacy TorchScript exporter warns that it is deprecated and that traced branches are
+    # frozen; both are expected for this fixed architecture. Its successor needs onnxscript.
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             _Hidden(model), (sample, sample, torch.zeros_like(sample)), str(partial),
             input_names=list(_INPUTS), output_names=["last_hidden_state"], dynamic_axes=dynamic,

@@ -26,7 +26,6 @@ _FIELD_OF_SECTION = {
     "typical_cases": ("cause", "case", "example", "scenario", "reason"),
 }  # fmt: skip
 
-_IDENTIFIER = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*[A-Z][A-Za-z0-9_.-]*$")
 _MENTION = re.compile(r"\b[A-Za-z][a-z0-9]*(?:[A-Z][A-Za-z0-9]*)+\b")
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
@@ -41,8 +40,8 @@ MAX_TEXT = 1500
 
 
 def is_identifier(name: str) -> bool:
-    """True for alert-style names such as ``KubeAPIDown`` or ``etcd_member_down``."""
-    return bool(_IDENTIFIER.match(name)) or ("_" in name and " " not in name)
+    """True for alert-style names (one token) such as ``KubeAPIDown``, ``etcd_member_down``, ``Watchdog``."""
+    return bool(name) and not any(ch.isspace() for ch in name)
 
 
 def field_of(heading_path: Sequence[str]) -> str:
@@ -60,15 +59,15 @@ def is_structured(doc: SourceDocument) -> bool:
     return "mitigation" in fields and ("description" in fields or "note" in fields)
 
 
-def steps_of(text: str) -> list[str]:
-    """Bullets and sentences of a section, code blocks and command lines left out."""
+def steps_of(text: str, min_words: int = 3) -> list[str]:
+    """Bullets and sentences of a section, code blocks, command lines and fragments left out."""
     steps: list[str] = []
     in_code = False
     paragraph: list[str] = []
 
     def flush() -> None:
         if paragraph:
-            steps.extend(s.strip() for s in _SENTENCE_END.split(" ".join(paragraph)) if len(s.split()) >= 3)
+            steps.extend(s.strip() for s in _SENTENCE_END.split(" ".join(paragraph)) if len(s.split()) >= min_words)
             paragraph.clear()
 
     for line in text.splitlines():
@@ -120,7 +119,7 @@ class StructuralExtractor:
         if field in ("mitigation", "typical_cases"):
             values[field] = tuple(steps_of(chunk.text))
         else:
-            values[field] = " ".join(steps_of(chunk.text))[:MAX_TEXT]
+            values[field] = " ".join(steps_of(chunk.text, min_words=1))[:MAX_TEXT]
         return [
             IncidentNode(
                 name=name,

@@ -1,0 +1,74 @@
+"""Retrieval over the sample runbooks with the real embedded stores and model."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.app import open_knowledge
+from core.errors import RetrievalUnavailable
+from core.settings import GraphSettings, Settings
+from retrieval.neo4j import Neo4jGraphStore
+from retrieval.retriever import Retriever, name_keys
+
+
+def test_name_keys_are_query_ngrams_long_enough_to_name_something() -> None:
+    keys = name_keys("Why is KubeAPIDown firing?")
+    assert "kube api down" in keys
+    assert "why" not in keys
+
+
+@pytest.mark.parametrize(
+    ("query", "doc_id"),
+    [
+        ("pod restarts with exit code 137 but no OOMKilled reason", "kubernetes/KubePodCrashLooping.md"),
+        ("FATAL: sorry, too many clients already", "database/PostgresTooManyConnections.md"),
+        ("consumer group keeps rebalancing and lag grows", "messaging/KafkaConsumerGroupLagHigh.pdf"),
+        ("certificate for shop.example.com expires in 5 days", "network/TLSCertificateExpiringSoon.html"),
+        ("ALB targets unhealthy with Target.Timeout", "network/LoadBalancerHealthCheckFailing.txt"),
+    ],
+)
+async def test_the_answering_document_comes_first(sample_kb: Settings, query: str, doc_id: str) -> None:
+    async with open_knowledge(sample_kb) as kb:
+        result = await kb.retriever.retrieve(query)
+    assert result.doc_ids()[0] == doc_id
+    assert len(result.passages) == sample_kb.retrieval.top_k
+    assert result.degraded == ()
+
+
+async def test_a_named_alert_brings_its_node_and_neighbours(sample_kb: Settings) -> None:
+    async with open_knowledge(sample_kb) as kb:
+        result = await kb.retriever.retrieve("KubePodCrashLooping is firing for checkout")
+    first = result.nodes[0]
+    assert (first.node.name, first.via, first.score) == ("KubePodCrashLooping", "named", 1.0)
+    assert result.passages[0].ranks.get("named") == 1
+    # The crash-loop runbook names KubeContainerOOMKilled, so the graph relates them.
+    assert "KubeContainerOOMKilled" in {h.node.name for h in result.nodes}
+    assert all(p.chunk.chunk_id.startswith(p.chunk.doc_id + "#") for p in result.passages)
+
+
+async def test_a_graph_that_is_down_degrades_retrieval_but_does_not_stop_it(sample_kb: Settings) -> None:
+    async with open_knowledge(sample_kb) as kb:
+        graph = Neo4jGraphStore(GraphSettings(backend="neo4j", neo4j_uri="bolt://127.0.0.1:9", timeout_s=1))
+        retriever = Retriever(kb.index, graph, kb.retriever._embedder, sample_kb.retrieval)
+        try:
+            result = await retriever.retrieve("too many clients")
+        finally:
+            await graph.aclose()
+    assert result.doc_ids()[0] == "database/PostgresTooManyConnections.md"
+    assert result.nodes == ()
+    assert result.degraded and result.degraded[0].startswith("incident graph unavailable")
+
+
+async def test_an_index_that_is_down_is_an_error_that_names_it(settings: Settings) -> None:
+    from core.settings import RetrievalSettings
+    from retrieval.elasticsearch import ElasticsearchChunkIndex
+
+    async with open_knowledge(settings) as kb:
+        cfg = RetrievalSettings(backend="elasticsearch", es_url="http://127.0.0.1:9", timeout_s=1)
+        index = ElasticsearchChunkIndex(cfg, dim=384)
+        retriever = Retriever(index, kb.graph, kb.retriever._embedder, cfg)
+        try:
+            with pytest.raises(RetrievalUnavailable, match="keyword search unavailable"):
+                await retriever.retrieve("disk full")
+        finally:
+            await index.aclose()
