@@ -72,4 +72,3 @@ async def evaluate_retrieval(retriever: Retriever, cases: Sequence[Case]) -> tup
         "latency_ms": percentiles([r.took_ms for r in results]),
     }
     return summary, results
-

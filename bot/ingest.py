@@ -47,10 +47,11 @@ async def ingest(
     """Bring the knowledge base in line with ``paths``; ``progress`` is called once per file."""
     started = time.perf_counter()
     report = IngestReport()
+    known = await builder.known()
     for root in paths:
         listing = list_documents(root)
         report.ignored.extend(listing.ignored)
-        known = await builder.known(str(root.resolve()))
+        from_here = await builder.known(str(root.resolve()))
         for file in listing.files:
             if progress:
                 progress(file.doc_id)
@@ -67,7 +68,7 @@ async def ingest(
                 report.failed.append((file.doc_id, f"unreadable ({exc.strerror or exc})"))
                 continue
             (report.changed if file.doc_id in known else report.added).append(file.doc_id)
-        gone = sorted(set(known) - {f.doc_id for f in listing.files})
+        gone = sorted(set(from_here) - {f.doc_id for f in listing.files})
         await builder.remove(gone)
         report.removed.extend(gone)
     report.graph = await builder.refresh_graph()

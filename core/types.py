@@ -77,7 +77,7 @@ class IncidentNode(_Frozen):
     def node_id(self) -> str:
         return normalise_name(self.name).replace(" ", "-") or "unnamed"
 
-    def keys(self) -> set[str]:
+    def lookup_keys(self) -> set[str]:
         """Every normalised name this node answers to."""
         return {k for k in (normalise_name(n) for n in (self.name, *self.aliases)) if k}
 

@@ -76,7 +76,14 @@ class EmbeddedChunkIndex:
             for chunk, vec in zip(chunks, vecs, strict=True):
                 cur = conn.execute(
                     "INSERT INTO chunks(chunk_id, doc_id, ordinal, heading_path, text, vec) VALUES (?, ?, ?, ?, ?, ?)",
-                    (chunk.chunk_id, doc.doc_id, chunk.ordinal, json.dumps(chunk.heading_path), chunk.text, vec.tobytes()),
+                    (
+                        chunk.chunk_id,
+                        doc.doc_id,
+                        chunk.ordinal,
+                        json.dumps(chunk.heading_path),
+                        chunk.text,
+                        vec.tobytes(),
+                    ),
                 )
                 conn.execute(
                     "INSERT INTO chunks_fts(rowid, heading, body) VALUES (?, ?, ?)",
@@ -98,7 +105,8 @@ class EmbeddedChunkIndex:
 
         def search(conn: sqlite3.Connection) -> Hits:
             rows = conn.execute(
-                "SELECT c.chunk_id, bm25(chunks_fts, ?, ?) AS s FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid "
+                "SELECT c.chunk_id, bm25(chunks_fts, ?, ?) AS s FROM chunks_fts "
+                "JOIN chunks c ON c.rowid = chunks_fts.rowid "
                 "WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
                 (_HEADING_WEIGHT, _BODY_WEIGHT, match, k),
             )
@@ -183,9 +191,11 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes(node_id TEXT PRIMARY KEY, body TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS node_keys(key TEXT NOT NULL, node_id TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS node_keys_by_key ON node_keys(key);
-CREATE TABLE IF NOT EXISTS node_chunks(chunk_id TEXT NOT NULL, node_id TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS node_chunks(chunk_id TEXT NOT NULL,
+    node_id TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS node_chunks_by_chunk ON node_chunks(chunk_id);
-CREATE TABLE IF NOT EXISTS node_components(component TEXT NOT NULL, node_id TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS node_components(component TEXT NOT NULL,
+    node_id TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE);
 CREATE INDEX IF NOT EXISTS node_components_by_component ON node_components(component);
 CREATE TABLE IF NOT EXISTS relations(src TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE,
     dst TEXT NOT NULL REFERENCES nodes ON DELETE CASCADE, kind TEXT NOT NULL, reason TEXT NOT NULL);
@@ -212,8 +222,10 @@ class EmbeddedGraphStore:
             for table in ("relations", "node_components", "node_chunks", "node_keys", "nodes"):
                 conn.execute(f"DELETE FROM {table}")
             for node in nodes:
-                conn.execute("INSERT INTO nodes VALUES (?, ?)", (node.node_id, node.model_dump_json(exclude={"node_id"})))
-                conn.executemany("INSERT INTO node_keys VALUES (?, ?)", [(k, node.node_id) for k in node.keys()])
+                conn.execute(
+                    "INSERT INTO nodes VALUES (?, ?)", (node.node_id, node.model_dump_json(exclude={"node_id"}))
+                )
+                conn.executemany("INSERT INTO node_keys VALUES (?, ?)", [(k, node.node_id) for k in node.lookup_keys()])
                 conn.executemany("INSERT INTO node_chunks VALUES (?, ?)", [(c, node.node_id) for c in node.chunk_ids])
                 conn.executemany(
                     "INSERT INTO node_components VALUES (?, ?)", [(c, node.node_id) for c in set(node.components)]

@@ -62,7 +62,9 @@ class OnnxEmbedder:
                 max_len = json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"]
                 tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
             except (OSError, KeyError, ValueError) as exc:
-                raise ModelUnavailable(f"{model_dir} is not a sentence-transformers model: {exc}", backend="embeddings") from exc
+                raise ModelUnavailable(
+                    f"{model_dir} is not a sentence-transformers model: {exc}", backend="embeddings"
+                ) from exc
             if not pooling.get("pooling_mode_mean_tokens"):
                 raise ModelUnavailable(f"{model_dir}: only mean-pooling models are supported", backend="embeddings")
             tokenizer.enable_truncation(max_length=max_len)

@@ -145,7 +145,7 @@ def group_candidates(candidates: Sequence[IncidentNode]) -> list[list[IncidentNo
 
     owner: dict[str, int] = {}
     for i, cand in enumerate(candidates):
-        for key in cand.keys():
+        for key in cand.lookup_keys():
             if key in owner:
                 parent[find(i)] = find(owner[key])
             else:

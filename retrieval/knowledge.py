@@ -51,8 +51,8 @@ class KnowledgeBuilder:
         self._window = window_words
         self._overlap = overlap_words
 
-    async def known(self, source: str) -> dict[str, str]:
-        """doc_id → content hash of what was ingested from ``source``."""
+    async def known(self, source: str | None = None) -> dict[str, str]:
+        """doc_id → content hash of what was ingested (from ``source``, if given)."""
         return await self._index.document_hashes(source)
 
     async def add(self, doc: SourceDocument) -> int:

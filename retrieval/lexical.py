@@ -9,10 +9,12 @@ _IDENTIFIER = re.compile(r"\b[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*\b")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
 STOP_WORDS = frozenset(
-    """a an the and or of to in on for with by at from as is are be been being it its this that these
-    those if then else than so such via into onto over under out up any all each every some no not only
-    also just your you we our they them their can could should would may might must will shall do does did
-    done have has had i me my how what when where who why which there here get got am please help""".split()
+    (
+        "a an the and or of to in on for with by at from as is are be been being it its this that these "
+        "those if then else than so such via into onto over under out up any all each every some no not only "
+        "also just your you we our they them their can could should would may might must will shall do does "
+        "did done have has had i me my how what when where who why which there here get got am please help"
+    ).split()
 )
 
 

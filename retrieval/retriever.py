@@ -88,7 +88,7 @@ class Retriever:
 
 
 def _most_specific_first(nodes: list[IncidentNode]) -> list[IncidentNode]:
-    return sorted(nodes, key=lambda n: -max(len(k) for k in n.keys()))
+    return sorted(nodes, key=lambda n: -max(len(k) for k in n.lookup_keys()))
 
 
 async def _guard(what: str, work: Awaitable[T], degraded: list[str]) -> T | None:
@@ -98,4 +98,3 @@ async def _guard(what: str, work: Awaitable[T], degraded: list[str]) -> T | None
     except BackendUnavailable as exc:
         degraded.append(f"{what} unavailable ({exc})")
         return None
-

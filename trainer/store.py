@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import JSON, DateTime, Dialect, Integer, String, TypeDecorator, create_engine, select
 from sqlalchemy.engine import Engine
@@ -39,7 +39,7 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
 
 
 class _Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, dt.datetime: UtcDateTime}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, dt.datetime: UtcDateTime}
 
 
 class AuditEvent(_Base):

@@ -58,7 +58,9 @@ async def test_sources_do_not_remove_each_others_documents(settings: Settings, s
 async def test_bad_documents_are_reported_and_the_rest_ingested(settings: Settings, tmp_path: Path) -> None:
     docs = tmp_path / "mixed"
     docs.mkdir()
-    (docs / "good.md").write_text("# DiskFull\n\n## Meaning\n\nThe disk is full.\n\n## Mitigation\n\nDelete old logs.\n")
+    (docs / "good.md").write_text(
+        "# DiskFull\n\n## Meaning\n\nThe disk is full.\n\n## Mitigation\n\nDelete old logs.\n"
+    )
     (docs / "empty.md").write_text("")
     (docs / "image.md").write_bytes(b"\x89PNG\x00\x00\x00")
     (docs / "latin1.txt").write_bytes("Störung".encode("latin-1"))
@@ -67,7 +69,7 @@ async def test_bad_documents_are_reported_and_the_rest_ingested(settings: Settin
     (docs / "notes.docx").write_bytes(b"PK")
     report, counts = await run_ingest(settings, docs)
     assert report.added == ["good.md"]
-    assert dict(report.failed).keys() == {"empty.md", "image.md", "latin1.txt", "broken.pdf", "huge.md"}
+    assert {doc for doc, _ in report.failed} == {"empty.md", "image.md", "latin1.txt", "broken.pdf", "huge.md"}
     assert dict(report.failed)["huge.md"].startswith("oversized")
     assert report.ignored == [("notes.docx", "unsupported type .docx")]
     assert report.partial
@@ -78,7 +80,9 @@ def index_is_consistent(db: Path) -> tuple[int, int]:
     """Every document has chunks, every chunk has its BM25 row; returns (documents, chunks)."""
     with sqlite3.connect(db) as conn:
         docs = conn.execute("SELECT count(*) FROM documents").fetchone()[0]
-        empty = conn.execute("SELECT count(*) FROM documents WHERE doc_id NOT IN (SELECT doc_id FROM chunks)").fetchone()[0]
+        empty = conn.execute(
+            "SELECT count(*) FROM documents WHERE doc_id NOT IN (SELECT doc_id FROM chunks)"
+        ).fetchone()[0]
         chunks = conn.execute("SELECT count(*) FROM chunks").fetchone()[0]
         fts = conn.execute("SELECT count(*) FROM chunks_fts").fetchone()[0]
     assert empty == 0 and fts == chunks
@@ -90,19 +94,28 @@ async def test_a_killed_ingest_leaves_whole_documents_and_resumes(settings: Sett
     docs.mkdir()
     for i in range(60):
         body = "\n".join(f"- step {j} for incident {i}: check component {j} and restart it" for j in range(40))
-        (docs / f"Incident{i:02d}.md").write_text(f"# Incident{i:02d}\n\n## Meaning\n\nBroken {i}.\n\n## Mitigation\n\n{body}\n")
+        (docs / f"Incident{i:02d}.md").write_text(
+            f"# Incident{i:02d}\n\n## Meaning\n\nBroken {i}.\n\n## Mitigation\n\n{body}\n"
+        )
     env = {**os.environ, "OPSFLOW_DATA_DIR": str(settings.data_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "ingest", str(docs)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "ingest",
+        str(docs),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     db = settings.data_dir / "index.sqlite"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
+    while time.monotonic() < deadline and proc.returncode is None:
         if db.exists() and index_is_consistent(db)[0] >= 3:
             break
         await asyncio.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    await proc.wait()
     written, _ = index_is_consistent(db)
     assert 3 <= written < 60, "the ingest should have been killed half-way"
     report, counts = await run_ingest(settings, docs)

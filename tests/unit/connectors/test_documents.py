@@ -17,7 +17,10 @@ def parse(tmp_path: Path, name: str, raw: bytes):
 
 
 def test_atx_markdown_takes_the_h1_as_title_and_nests_headings(tmp_path: Path) -> None:
-    text = b"---\ntitle: Kube API Down\nweight: 20\n---\n\n# KubeAPIDown\n\nIntro.\n\n## Diagnosis\n\nCheck.\n\n### Network\n\nPing.\n\n## Mitigation\n\nFix.\n"
+    text = (
+        b"---\ntitle: Kube API Down\nweight: 20\n---\n\n# KubeAPIDown\n\nIntro.\n\n"
+        b"## Diagnosis\n\nCheck.\n\n### Network\n\nPing.\n\n## Mitigation\n\nFix.\n"
+    )
     doc = parse(tmp_path, "KubeAPIDown.md", text)
     assert doc.title == "KubeAPIDown"
     assert [(s.heading_path, s.text) for s in doc.sections] == [
@@ -37,7 +40,8 @@ def test_front_matter_title_is_used_when_there_is_no_h1(tmp_path: Path) -> None:
 def test_setext_headings_are_headings_but_rules_tables_and_lists_are_not(tmp_path: Path) -> None:
     text = (
         "etcdNoLeader\n============\n\nMeaning\n-------\n\nNo leader.\n\n"
-        "- a list item\n---\n\n| a | b |\n|---|---|\n\nDiagnosis\n---------\n\n```shell\n# a comment, not a heading\n```\n"
+        "- a list item\n---\n\n| a | b |\n|---|---|\n\n"
+        "Diagnosis\n---------\n\n```shell\n# a comment, not a heading\n```\n"
     )
     doc = parse(tmp_path, "etcdNoLeader.md", text.encode())
     assert doc.title == "etcdNoLeader"
@@ -48,7 +52,8 @@ def test_setext_headings_are_headings_but_rules_tables_and_lists_are_not(tmp_pat
 def test_html_headings_paragraphs_lists_and_code(tmp_path: Path) -> None:
     html = b"""<html><head><title>T</title><script>x()</script></head><body>
     <h1>TLSCertificateExpiringSoon</h1><p>Cert expires.</p>
-    <h2>Diagnosis</h2><ul><li>Check the <b>endpoint</b></li></ul><pre><code>openssl s_client</code></pre></body></html>"""
+    <h2>Diagnosis</h2><ul><li>Check the <b>endpoint</b></li></ul>
+    <pre><code>openssl s_client</code></pre></body></html>"""
     doc = parse(tmp_path, "tls.html", html)
     assert doc.title == "TLSCertificateExpiringSoon"
     assert doc.sections[0].text == "Cert expires."

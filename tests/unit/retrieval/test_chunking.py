@@ -5,7 +5,9 @@ from retrieval.chunking import chunk_document
 
 
 def doc(*sections: Section) -> SourceDocument:
-    return SourceDocument(doc_id="k8s/X.md", source="/r", title="X", kind="markdown", content_hash="h", sections=sections)
+    return SourceDocument(
+        doc_id="k8s/X.md", source="/r", title="X", kind="markdown", content_hash="h", sections=sections
+    )
 
 
 def test_one_chunk_per_section_with_its_heading_path() -> None:
@@ -19,7 +21,9 @@ def test_one_chunk_per_section_with_its_heading_path() -> None:
 
 def test_long_sections_become_overlapping_windows_of_whole_lines() -> None:
     lines = [f"line {i}" + " word" * 8 for i in range(30)]  # 10 words a line
-    chunks = chunk_document(doc(Section(heading_path=("Mitigation",), text="\n".join(lines))), window_words=50, overlap_words=20)
+    chunks = chunk_document(
+        doc(Section(heading_path=("Mitigation",), text="\n".join(lines))), window_words=50, overlap_words=20
+    )
     assert len(chunks) > 1
     assert all(len(c.text.split()) <= 50 for c in chunks)
     assert all(c.heading_path == ("Mitigation",) for c in chunks)

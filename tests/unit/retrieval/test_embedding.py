@@ -23,7 +23,9 @@ async def test_matches_sentence_transformers_and_is_normalised(model_cache: Path
 
 
 async def test_related_texts_are_closer_than_unrelated_ones(model_cache: Path) -> None:
-    a, b, c = await OnnxEmbedder(model_cache).embed(["disk is full on the node", "no space left on device", "TLS certificate expired"])
+    a, b, c = await OnnxEmbedder(model_cache).embed(
+        ["disk is full on the node", "no space left on device", "TLS certificate expired"]
+    )
     assert a @ b > a @ c
 
 

@@ -45,7 +45,10 @@ def test_sections_feed_the_five_fields() -> None:
 
 
 def test_steps_are_bullets_and_sentences_without_code() -> None:
-    text = "- Check the pods now.\n  continued here.\n```\n# not a step\n```\n$ kubectl get pods\nRun it. Then read the logs carefully.\n"
+    text = (
+        "- Check the pods now.\n  continued here.\n```\n# not a step\n```\n"
+        "$ kubectl get pods\nRun it. Then read the logs carefully.\n"
+    )
     assert steps_of(text) == ["Check the pods now. continued here.", "Then read the logs carefully."]
 
 
@@ -111,7 +114,10 @@ def test_similar_descriptive_names_merge_and_distant_ones_do_not() -> None:
     groups = [[node("disk full on db host")], [node("database host disk is full")], [node("certificate expired")]]
     vectors = np.array([[1.0, 0.0], [0.96, 0.28], [0.0, 1.0]], dtype=np.float32)
     merged = merge_similar(groups, vectors, threshold=0.93)
-    assert [[c.name for c in g] for g in merged] == [["disk full on db host", "database host disk is full"], ["certificate expired"]]
+    assert [[c.name for c in g] for g in merged] == [
+        ["disk full on db host", "database host disk is full"],
+        ["certificate expired"],
+    ]
 
 
 def test_relations_from_mentions_and_shared_documents() -> None:

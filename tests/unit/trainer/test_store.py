@@ -19,7 +19,9 @@ def pg_url() -> Iterator[str]:
     psycopg = pytest.importorskip("psycopg")
     name = f"opsflow_test_{uuid.uuid4().hex[:8]}"
     try:
-        admin = psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True, connect_timeout=3)
+        admin = psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True, connect_timeout=3
+        )
     except psycopg.OperationalError as exc:
         pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc})")
     with admin:
