@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.settings import GraphSettings, RetrievalSettings, Settings
+from generation.extraction import LlmIncidentExtractor
+from generation.ollama import OllamaChatModel
 from retrieval.embedded import EmbeddedChunkIndex, EmbeddedGraphStore
 from retrieval.embedding import OnnxEmbedder
 from retrieval.incidents import StructuralExtractor
 from retrieval.knowledge import KnowledgeBuilder
-from retrieval.ports import ChunkIndex, GraphStore
+from retrieval.ports import ChunkIndex, GraphStore, IncidentExtractor
 from retrieval.retriever import Retriever
 from trainer.store import RecordStore
 
@@ -60,11 +62,16 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
         stack.push_async_callback(graph.aclose)
         records = RecordStore(settings.records_url)
         stack.push_async_callback(records.aclose)
+        extractor: IncidentExtractor = StructuralExtractor()
+        if settings.ingest.extractor == "llm":
+            model = OllamaChatModel(settings.ollama)
+            stack.push_async_callback(model.aclose)
+            extractor = LlmIncidentExtractor(model)
         builder = KnowledgeBuilder(
             index,
             graph,
             embedder,
-            StructuralExtractor(),
+            extractor,
             window_words=settings.ingest.chunk_words,
             overlap_words=settings.ingest.chunk_overlap,
         )

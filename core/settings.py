@@ -27,6 +27,10 @@ class RecordSettings(_Section):
 
 class IngestSettings(_Section):
     max_document_bytes: int = Field(5_000_000, gt=0, description="Larger files are skipped as oversized.")
+    extractor: Literal["structural", "llm"] = Field(
+        "structural",
+        description="How incident nodes are found: from runbook sections (no LLM) or by the configured LLM.",
+    )
     chunk_words: int = Field(160, ge=20, description="Window length for long sections, in words.")
     chunk_overlap: int = Field(40, ge=0, description="Words shared by consecutive windows.")
 
@@ -70,6 +74,13 @@ class GraphSettings(_Section):
         if self.backend == "neo4j" and not self.neo4j_uri:
             raise ValueError("graph.backend=neo4j needs OPSFLOW_GRAPH__NEO4J_URI")
         return self
+
+
+class OllamaSettings(_Section):
+    host: str = "http://127.0.0.1:11434"
+    model: str = Field("", description="Model tag, e.g. llama3.1:8b; empty = Ollama not used.")
+    timeout_s: float = Field(120.0, gt=0, description="Deadline for one generation.")
+    keep_alive: str = Field("10m", description="How long Ollama keeps the model loaded after a call.")
 
 
 class SlackSettings(_Section):
@@ -119,9 +130,16 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     graph: GraphSettings = GraphSettings()
+    ollama: OllamaSettings = OllamaSettings()
     slack: SlackSettings = SlackSettings()
     http: HttpSettings = HttpSettings()
     alerts: AlertSettings = AlertSettings()
+
+    @model_validator(mode="after")
+    def _llm_extractor_needs_a_model(self) -> Settings:
+        if self.ingest.extractor == "llm" and not self.ollama.model:
+            raise ValueError("ingest.extractor=llm needs a chat model: set OPSFLOW_OLLAMA__MODEL")
+        return self
 
     @property
     def records_url(self) -> str:

@@ -1,0 +1,25 @@
+"""The ports generation consumes: a chat model that can be held to a JSON schema."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol, TypedDict
+
+
+class Message(TypedDict):
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class ChatModel(Protocol):
+    """A chat LLM; ``name`` identifies the exact model (tag or file) for provenance."""
+
+    name: str
+
+    async def complete(
+        self, messages: Sequence[Message], *, schema: Mapping[str, Any] | None = None, max_tokens: int = 512
+    ) -> str:
+        """The assistant's reply. With ``schema``, decoding is constrained to JSON of that schema (the
+        caller still validates it). Deterministic settings (temperature 0). Raises ``ModelUnavailable``
+        when the model cannot be reached or loaded."""
+        ...

@@ -1,0 +1,74 @@
+"""A loopback Ollama server speaking the documented HTTP API (/api/chat, /api/embed, /api/tags).
+
+Replies come from a function of the request body; every request is recorded. Used only where the
+real process boundary (an Ollama server) cannot exist on these machines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+ChatReply = Callable[[dict[str, Any]], str]
+
+
+@dataclass
+class FakeOllama:
+    url: str
+    requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def fake_ollama(reply: ChatReply, models: tuple[str, ...] = ("llama3.1:8b",)) -> AsyncIterator[FakeOllama]:
+    """Serve on 127.0.0.1:<free port>; unknown models get Ollama's 404 ``model not found``."""
+    state = FakeOllama(url="")
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        state.requests.append(("/api/chat", body))
+        if body.get("model") not in models:
+            return web.json_response({"error": f"model '{body.get('model')}' not found"}, status=404)
+        return web.json_response(
+            {
+                "model": body["model"],
+                "created_at": "2026-11-22T00:00:00Z",
+                "message": {"role": "assistant", "content": reply(body)},
+                "done": True,
+                "done_reason": "stop",
+                "eval_count": 10,
+            }
+        )
+
+    async def embed(request: web.Request) -> web.Response:
+        body = await request.json()
+        state.requests.append(("/api/embed", body))
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        return web.json_response({"model": body["model"], "embeddings": [[0.0, 1.0] for _ in inputs]})
+
+    async def tags(request: web.Request) -> web.Response:
+        state.requests.append(("/api/tags", {}))
+        return web.json_response({"models": [{"name": m, "model": m} for m in models]})
+
+    app = web.Application()
+    app.router.add_post("/api/chat", chat)
+    app.router.add_post("/api/embed", embed)
+    app.router.add_get("/api/tags", tags)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    state.url = f"http://127.0.0.1:{port}"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+def json_reply(value: Any) -> ChatReply:
+    return lambda _body: json.dumps(value)
