@@ -114,6 +114,9 @@ def _export_onnx(model_dir: Path, target: Path) -> None:
     """Export the transformer to ONNX (dynamic batch and length), written atomically."""
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a one-off export; its bar would garble the ingest's
 
     class _Hidden(torch.nn.Module):
         # The legacy exporter passes inputs positionally; BertModel's signature has other

@@ -13,18 +13,19 @@ label scan over the incidents, which number in the hundreds to thousands. Chunk 
 ``for_chunks`` indexable on Neo4j, but only with an idempotent index, and FalkorDB's Cypher has no
 ``CREATE INDEX ... IF NOT EXISTS`` (nor constraints); so there are no schema statements at all.
 
-Every call is one explicit transaction (``replace_all``'s is the only write; reads run in READ
-mode with a shared bookmark manager, so a cluster follower sees the last rebuild), with the
-transaction timeout, the driver's connection timeouts and ``asyncio.timeout`` all set to
-``graph.timeout_s``.
+Every call is one explicit transaction: ``replace_all``'s is the only write, and reads run in READ
+mode with a shared bookmark manager, so a cluster follower sees the last rebuild. Each has a
+deadline, ``asyncio.timeout`` plus the same server-side transaction timeout (``graph.timeout_s``
+for reads, longer for the rebuild), and the driver's connection timeouts are ``graph.timeout_s``.
 
 FalkorDB's Bolt endpoint (``tests/falkordb.py``) runs this code in CI, and shaped two choices: the
 Cypher avoids what its subset lacks (label expressions ``:A|B``, ``COUNT {}``, ``IF NOT EXISTS``), and
 nothing is auto-commit, because FalkorDB 4.16 picks the graph from the first *key* of a RUN's
 metadata (``db``, ``mode``, ``tx_timeout``...), which inside an explicit transaction is always
 empty, i.e. the graph ``falkordb``. It is a smoke target, not a backend: it ignores
-BEGIN/COMMIT/ROLLBACK (``replace_all`` is not atomic there), splices parameters into the query text
-unescaped (a ``'`` in a string breaks the query) and crashes on more than ~4 KB of parameters.
+BEGIN/COMMIT/ROLLBACK (``replace_all`` is not atomic there) and splices parameters into the query
+text: a ``'`` in a string breaks the query, backslash escapes are interpreted (so a body with ``\\"``
+or ``\\n`` comes back altered), and a query text past 4 KB crashes the server.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from neo4j import AsyncDriver, AsyncTransaction
 
 T = TypeVar("T")
+SCHEMES = ("bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc")
 BATCH = 1_000  # rows per UNWIND statement, so no single message grows with the graph
 
 # Only opsflow's labels: the database may hold other data.
@@ -65,7 +67,7 @@ SET_BUILT_FROM = "CREATE (:Meta {key: 'built_from', value: $value})"
 
 BUILT_FROM = "MATCH (m:Meta {key: 'built_from'}) RETURN m.value AS value"
 NAMED = """
-MATCH (n:Incident) WHERE any(key IN n.keys WHERE key IN $keys)
+MATCH (n:Incident) WHERE any(name IN n.keys WHERE name IN $keys)
 RETURN n.node_id AS node_id, n.body AS body ORDER BY node_id
 """
 FOR_CHUNKS = """
@@ -90,7 +92,7 @@ def incident_rows(nodes: Sequence[IncidentNode]) -> list[dict[str, Any]]:
         {
             "node_id": node.node_id,
             "body": node.model_dump_json(exclude={"node_id"}),
-            "keys": sorted(node.keys()),
+            "keys": sorted(node.lookup_keys()),
             "chunk_ids": sorted(set(node.chunk_ids)),
             "components": sorted(set(node.components)),
         }
@@ -108,7 +110,7 @@ def relation_rows(relations: Sequence[Relation]) -> list[dict[str, str]]:
     return [{"src": r.src, "dst": r.dst, "reason": r.reason} for r in relations]
 
 
-def batches(rows: Sequence[T], size: int = BATCH) -> Iterator[list[T]]:
+def batches(rows: Sequence[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(rows), size):
         yield list(rows[start : start + size])
 
@@ -139,19 +141,21 @@ class Neo4jGraphStore:
         from neo4j import AsyncGraphDatabase
         from neo4j.exceptions import ConfigurationError
 
-        if not settings.neo4j_uri:
-            raise ConfigError("the Neo4j graph store needs graph.neo4j_uri")
+        uri = settings.neo4j_uri or ""
+        if uri.partition("://")[0] not in SCHEMES:  # the driver's http(s) transport is a preview
+            raise ConfigError(f"graph.neo4j_uri must be one of {', '.join(s + '://' for s in SCHEMES)}; got {uri!r}")
         auth = (settings.neo4j_user, settings.neo4j_password.get_secret_value())
         try:
             self._driver: AsyncDriver = AsyncGraphDatabase.driver(
-                settings.neo4j_uri, auth=auth,
-                connection_timeout=settings.timeout_s, connection_acquisition_timeout=settings.timeout_s,
-            )  # fmt: skip
+                uri, auth=auth, connection_timeout=settings.timeout_s, connection_acquisition_timeout=settings.timeout_s
+            )
         except (ConfigurationError, ValueError) as exc:
-            raise ConfigError(f"graph.neo4j_uri {settings.neo4j_uri!r}: {exc}") from exc
+            raise ConfigError(f"graph.neo4j_uri {uri!r}: {exc}") from exc
         self._bookmarks = AsyncGraphDatabase.bookmark_manager()
         self._database = settings.neo4j_database
         self._timeout = settings.timeout_s
+        # timeout_s is a lookup deadline; a rebuild writes the whole graph and needs longer.
+        self._write_timeout = max(30.0, 6 * settings.timeout_s)
 
     async def built_from(self) -> str | None:
         records = await self._read("reading the fingerprint", BUILT_FROM)
@@ -160,11 +164,11 @@ class Neo4jGraphStore:
     async def replace_all(self, nodes: Sequence[IncidentNode], relations: Sequence[Relation], built_from: str) -> None:
         async def write(tx: AsyncTransaction) -> None:
             await _consume(tx, DELETE_ALL)
-            for names in batches(component_names(nodes)):
+            for names in batches(component_names(nodes), BATCH):
                 await _consume(tx, CREATE_COMPONENTS, names=names)
-            for rows in batches(incident_rows(nodes)):
+            for rows in batches(incident_rows(nodes), BATCH):
                 await _consume(tx, CREATE_INCIDENTS, rows=rows)
-            for rows in batches(relation_rows(relations)):
+            for rows in batches(relation_rows(relations), BATCH):
                 await _consume(tx, CREATE_RELATIONS, rows=rows)
             await _consume(tx, SET_BUILT_FROM, value=built_from)
 
@@ -203,16 +207,17 @@ class Neo4jGraphStore:
         from neo4j import READ_ACCESS, WRITE_ACCESS
 
         mode = WRITE_ACCESS if write else READ_ACCESS
+        deadline = self._write_timeout if write else self._timeout
         with map_neo4j_errors(action):
             async with (
-                asyncio.timeout(self._timeout),
+                asyncio.timeout(deadline),
                 self._driver.session(
                     database=self._database, default_access_mode=mode, bookmark_manager=self._bookmarks
                 ) as session,
-            ):
                 # Committed when the block ends normally, rolled back when work raises.
-                async with await session.begin_transaction(timeout=self._timeout) as tx:
-                    return await work(tx)
+                await session.begin_transaction(timeout=deadline) as tx,
+            ):
+                return await work(tx)
 
 
 async def _consume(tx: AsyncTransaction, query: str, **params: Any) -> None:

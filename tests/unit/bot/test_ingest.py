@@ -92,7 +92,7 @@ def index_is_consistent(db: Path) -> tuple[int, int]:
 async def test_a_killed_ingest_leaves_whole_documents_and_resumes(settings: Settings, tmp_path: Path) -> None:
     docs = tmp_path / "many"
     docs.mkdir()
-    for i in range(60):
+    for i in range(200):
         body = "\n".join(f"- step {j} for incident {i}: check component {j} and restart it" for j in range(40))
         (docs / f"Incident{i:02d}.md").write_text(
             f"# Incident{i:02d}\n\n## Meaning\n\nBroken {i}.\n\n## Mitigation\n\n{body}\n"
@@ -117,8 +117,8 @@ async def test_a_killed_ingest_leaves_whole_documents_and_resumes(settings: Sett
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
     written, _ = index_is_consistent(db)
-    assert 3 <= written < 60, "the ingest should have been killed half-way"
+    assert 3 <= written < 200, "the ingest should have been killed half-way"
     report, counts = await run_ingest(settings, docs)
-    assert len(report.added) == 60 - written and report.unchanged == written
-    assert counts["documents"] == 60 and counts["nodes"] == 60
-    assert index_is_consistent(db)[0] == 60
+    assert len(report.added) == 200 - written and report.unchanged == written
+    assert counts["documents"] == 200 and counts["nodes"] == 200
+    assert index_is_consistent(db)[0] == 200
