@@ -6,7 +6,7 @@ import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,12 +32,16 @@ def _settings() -> Settings:
         raise click.ClickException(f"invalid configuration:\n{exc}") from exc
 
 
-def _run(work: Awaitable[T]) -> T:
-    """Run a coroutine; an OpsflowError becomes a one-line error and exit code 1."""
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; an OpsflowError becomes a one-line error (exit 1), Ctrl-C exit 130."""
     try:
-        return asyncio.run(work)  # type: ignore[arg-type]
+        return asyncio.run(work)
     except OpsflowError as exc:
         raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        # Every store writes a document in one transaction, so what is there is whole.
+        click.echo("interrupted: work finished so far is kept; run the command again to resume", err=True)
+        sys.exit(130)
 
 
 def _print_json(value: Any) -> None:
@@ -58,14 +62,9 @@ def ingest_command(paths: tuple[Path, ...], as_json: bool) -> None:
     settings = _settings()
 
     async def work() -> tuple[IngestReport, dict[str, int]]:
-        from tqdm import tqdm
-
         async with open_knowledge(settings) as kb:
-            total = sum(1 for p in paths for f in (p.rglob("*") if p.is_dir() else [p]) if f.is_file())
-            with tqdm(total=total, unit="doc", disable=None if not as_json else True, file=sys.stderr) as bar:
-                report = await ingest(
-                    paths, kb.builder, max_bytes=settings.ingest.max_document_bytes, progress=lambda _: bar.update()
-                )
+            with _ProgressBar(enabled=not as_json) as bar:
+                report = await ingest(paths, kb.builder, max_bytes=settings.ingest.max_document_bytes, progress=bar)
             counts = {**await kb.index.counts(), **await kb.graph.counts()}
             await kb.records.audit(getpass.getuser(), "ingest", {"paths": [str(p) for p in paths], **report.as_dict()})
             return report, counts
@@ -77,6 +76,28 @@ def ingest_command(paths: tuple[Path, ...], as_json: bool) -> None:
         _print_ingest_summary(report, counts)
     if report.partial:
         sys.exit(EXIT_PARTIAL)
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr, shown only on a terminal."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(unit="doc", file=sys.stderr, disable=None if enabled else True, leave=False)
+
+    def start(self, total: int) -> None:
+        self._bar.reset(total=total)
+
+    def advance(self, doc_id: str) -> None:
+        self._bar.set_postfix_str(doc_id[-40:], refresh=False)
+        self._bar.update()
+
+    def __enter__(self) -> _ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.close()
 
 
 def _print_ingest_summary(report: IngestReport, counts: dict[str, int]) -> None:

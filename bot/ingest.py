@@ -7,10 +7,10 @@ are removed; bad documents are reported and skipped, and the run goes on.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.documents import content_hash, list_documents, parse_document, read_bytes
 from core.errors import DocumentError
@@ -38,23 +38,30 @@ class IngestReport:
         return {**asdict(self), "partial": self.partial}
 
 
-Progress = Callable[[str], None]
+class Progress(Protocol):
+    """Told how many files there are, then once per file handled."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, doc_id: str) -> None: ...
 
 
 async def ingest(
     paths: Sequence[Path], builder: KnowledgeBuilder, *, max_bytes: int, progress: Progress | None = None
 ) -> IngestReport:
-    """Bring the knowledge base in line with ``paths``; ``progress`` is called once per file."""
+    """Bring the knowledge base in line with ``paths`` (files or folders, each its own source)."""
     started = time.perf_counter()
     report = IngestReport()
     known = await builder.known()
-    for root in paths:
-        listing = list_documents(root)
+    listings = [(root, list_documents(root)) for root in paths]
+    if progress:
+        progress.start(sum(len(listing.files) for _, listing in listings))
+    for root, listing in listings:
         report.ignored.extend(listing.ignored)
         from_here = await builder.known(str(root.resolve()))
         for file in listing.files:
             if progress:
-                progress(file.doc_id)
+                progress.advance(file.doc_id)
             try:
                 raw = read_bytes(file, max_bytes)
                 if known.get(file.doc_id) == content_hash(raw):

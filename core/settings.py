@@ -52,7 +52,7 @@ class RetrievalSettings(_Section):
     # Fusion defaults from bench/retrieval_quality.py on the dev split: BM25 alone is the stronger
     # ranking on runbooks (hit@1 0.887 vs 0.784 dense), and a small k rewards agreement at the top.
     rrf_k: int = Field(10, gt=0, description="Reciprocal-rank-fusion constant.")
-    bm25_weight: float = Field(1.5, ge=0)
+    bm25_weight: float = Field(2.0, ge=0)
     dense_weight: float = Field(1.0, ge=0)
     named_weight: float = Field(1.0, ge=0, description="Weight of chunks of incidents the query names.")
     embedding_model: str | None = Field(

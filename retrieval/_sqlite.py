@@ -9,15 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from core.errors import ConfigError
+
 T = TypeVar("T")
 
 
 class SqliteWorker:
     """Runs functions of a connection on a single dedicated thread (sqlite3 objects are not thread-safe)."""
 
-    def __init__(self, path: Path, schema: str) -> None:
+    def __init__(self, path: Path, schema: str, version: int) -> None:
         self._path = path
         self._schema = schema
+        self._version = version
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{path.stem}")
         self._conn: sqlite3.Connection | None = None
 
@@ -28,7 +31,15 @@ class SqliteWorker:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.executescript(self._schema)
+            if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+                conn.executescript(self._schema)
+                conn.execute(f"PRAGMA user_version = {self._version}")
+            elif (found := conn.execute("PRAGMA user_version").fetchone()[0]) != self._version:
+                conn.close()
+                raise ConfigError(
+                    f"{self._path} has storage format {found}, this opsflow needs {self._version}: "
+                    "delete it and run `opsflow ingest` again"
+                )
             self._conn = conn
         return self._conn
 

@@ -34,7 +34,7 @@ _BATCH = 1_000
 _KEYWORD = {"type": "keyword"}
 _CHUNK_FIELDS = ["chunk_id", "doc_id", "ordinal", "title", "heading_path", "text"]
 
-# Mirrors the embedded FTS5 tokenizer ('porter unicode61'): split on anything but letters and digits
+# Mirrors the embedded BM25 tokenizer (retrieval.lexical): split on anything but letters and digits
 # (so pg_stat_replication and 10.0.0.10 split the way query_terms splits them), lower-case, stem.
 ANALYSIS = {
     "analyzer": {

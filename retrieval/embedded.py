@@ -1,4 +1,4 @@
-"""The zero-setup backends: SQLite FTS5 + numpy vectors for chunks, SQLite tables for the graph.
+"""The zero-setup backends: SQLite + numpy (BM25 and vectors) for chunks, SQLite tables for the graph.
 
 Both keep one SQLite file each under the data directory and do their I/O on a dedicated thread.
 """
@@ -11,12 +11,13 @@ import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from core.types import Chunk, IncidentNode, Relation, SourceDocument
 from retrieval._sqlite import SqliteWorker
-from retrieval.lexical import expand_identifiers, query_terms
+from retrieval.bm25 import Bm25Index, term_counts
 from retrieval.ports import Hits
 
 _INDEX_SCHEMA = """
@@ -26,21 +27,27 @@ CREATE TABLE IF NOT EXISTS documents(
 CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL, heading_path TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL);
+    ordinal INTEGER NOT NULL, heading_path TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL,
+    terms BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
-CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(heading, body, tokenize='porter unicode61');
 """
+_INDEX_FORMAT = 2  # 1 used SQLite FTS5 for BM25
 
-# BM25 column weights: a word in the title or heading path says more than one in the body.
-_HEADING_WEIGHT, _BODY_WEIGHT = 3.0, 1.0
+
+class _Snapshot(NamedTuple):
+    """What searches read: every chunk's id, its vector, and the BM25 index over them."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    bm25: Bm25Index
 
 
 class EmbeddedChunkIndex:
-    """SQLite FTS5 for BM25, float32 vectors searched exactly with numpy."""
+    """Chunks in SQLite; BM25 and exact cosine search in memory with numpy, rebuilt after writes."""
 
     def __init__(self, path: Path) -> None:
-        self._db = SqliteWorker(path, _INDEX_SCHEMA)
-        self._matrix: tuple[list[str], np.ndarray] | None = None
+        self._db = SqliteWorker(path, _INDEX_SCHEMA, _INDEX_FORMAT)
+        self._snapshot: _Snapshot | None = None
 
     async def document_hashes(self, source: str | None = None) -> dict[str, str]:
         def read(conn: sqlite3.Connection) -> dict[str, str]:
@@ -73,64 +80,53 @@ class EmbeddedChunkIndex:
                     time.time(),
                 ),
             )
-            for chunk, vec in zip(chunks, vecs, strict=True):
-                cur = conn.execute(
-                    "INSERT INTO chunks(chunk_id, doc_id, ordinal, heading_path, text, vec) VALUES (?, ?, ?, ?, ?, ?)",
+            conn.executemany(
+                "INSERT INTO chunks(chunk_id, doc_id, ordinal, heading_path, text, vec, terms) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
-                        chunk.chunk_id,
+                        c.chunk_id,
                         doc.doc_id,
-                        chunk.ordinal,
-                        json.dumps(chunk.heading_path),
-                        chunk.text,
+                        c.ordinal,
+                        json.dumps(c.heading_path),
+                        c.text,
                         vec.tobytes(),
-                    ),
-                )
-                conn.execute(
-                    "INSERT INTO chunks_fts(rowid, heading, body) VALUES (?, ?, ?)",
-                    (cur.lastrowid, expand_identifiers(chunk.context), expand_identifiers(chunk.text)),
-                )
+                        term_counts(c.context, c.text),
+                    )
+                    for c, vec in zip(chunks, vecs, strict=True)
+                ],
+            )
 
         await self._db.transaction(write)
-        self._matrix = None
+        self._snapshot = None
 
     async def remove_documents(self, doc_ids: Collection[str]) -> None:
         await self._db.transaction(lambda conn: _delete_documents(conn, list(doc_ids)))
-        self._matrix = None
+        self._snapshot = None
 
     async def lexical(self, query: str, k: int) -> Hits:
-        terms = query_terms(query)
-        if not terms:
-            return []
-        match = " OR ".join(f'"{t}"' for t in terms)
-
-        def search(conn: sqlite3.Connection) -> Hits:
-            rows = conn.execute(
-                "SELECT c.chunk_id, bm25(chunks_fts, ?, ?) AS s FROM chunks_fts "
-                "JOIN chunks c ON c.rowid = chunks_fts.rowid "
-                "WHERE chunks_fts MATCH ? ORDER BY s LIMIT ?",
-                (_HEADING_WEIGHT, _BODY_WEIGHT, match, k),
-            )
-            return [(cid, -score) for cid, score in rows]
-
-        return await self._db.run(search)
+        snapshot = await self._load()
+        return await asyncio.to_thread(snapshot.bm25.search, query, k)
 
     async def dense(self, vector: np.ndarray, k: int) -> Hits:
-        ids, matrix = await self._vectors()
-        if not ids:
+        snapshot = await self._load()
+        if not snapshot.ids:
             return []
-        return await asyncio.to_thread(_top_k, ids, matrix, np.asarray(vector, dtype=np.float32), k)
+        query = np.asarray(vector, dtype=np.float32)
+        return await asyncio.to_thread(_top_k, snapshot.ids, snapshot.vectors, query, k)
 
-    async def _vectors(self) -> tuple[list[str], np.ndarray]:
-        if self._matrix is None:
+    async def _load(self) -> _Snapshot:
+        # Two first searches may both load; each gets a complete snapshot and the last one is kept.
+        if self._snapshot is None:
 
-            def load(conn: sqlite3.Connection) -> tuple[list[str], np.ndarray]:
-                rows = conn.execute("SELECT chunk_id, vec FROM chunks ORDER BY rowid").fetchall()
-                if not rows:
-                    return [], np.zeros((0, 0), dtype=np.float32)
-                return [r[0] for r in rows], np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
+            def load(conn: sqlite3.Connection) -> _Snapshot:
+                rows = conn.execute("SELECT chunk_id, vec, terms FROM chunks ORDER BY rowid").fetchall()
+                ids = [r[0] for r in rows]
+                vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows else np.zeros((0, 0))
+                return _Snapshot(ids, vectors, Bm25Index(ids, [r[2] for r in rows]))
 
-            self._matrix = await self._db.run(load)
-        return self._matrix
+            self._snapshot = await self._db.run(load)
+        return self._snapshot
 
     async def chunks(self, chunk_ids: Collection[str]) -> dict[str, Chunk]:
         wanted = list(chunk_ids)
@@ -173,9 +169,7 @@ class EmbeddedChunkIndex:
 
 
 def _delete_documents(conn: sqlite3.Connection, doc_ids: list[str]) -> None:
-    for doc_id in doc_ids:
-        conn.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT rowid FROM chunks WHERE doc_id = ?)", (doc_id,))
-        conn.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+    conn.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
 
 
 def _top_k(ids: list[str], matrix: np.ndarray, vector: np.ndarray, k: int) -> Hits:
@@ -186,6 +180,7 @@ def _top_k(ids: list[str], matrix: np.ndarray, vector: np.ndarray, k: int) -> Hi
     return [(ids[i], float(scores[i])) for i in top]
 
 
+_GRAPH_FORMAT = 1
 _GRAPH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes(node_id TEXT PRIMARY KEY, body TEXT NOT NULL);
@@ -208,7 +203,7 @@ class EmbeddedGraphStore:
     """Incident nodes as JSON rows with lookup tables for names, chunks, components and relations."""
 
     def __init__(self, path: Path) -> None:
-        self._db = SqliteWorker(path, _GRAPH_SCHEMA)
+        self._db = SqliteWorker(path, _GRAPH_SCHEMA, _GRAPH_FORMAT)
 
     async def built_from(self) -> str | None:
         def read(conn: sqlite3.Connection) -> str | None:

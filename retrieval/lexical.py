@@ -1,8 +1,9 @@
-"""Text preparation shared by every BM25 backend: identifiers split, stop words dropped."""
+"""Text preparation shared by every BM25 backend: identifiers split, stop words dropped, stems."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _IDENTIFIER = re.compile(r"\b[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*\b")
@@ -28,3 +29,21 @@ def query_terms(query: str) -> list[str]:
     """Distinct lower-cased search terms of a query, identifiers split, stop words dropped."""
     words = (w.lower() for w in _WORD.findall(expand_identifiers(query)))
     return list(dict.fromkeys(w for w in words if w not in STOP_WORDS and (len(w) > 1 or w.isdigit())))
+
+
+def _stemmer() -> Any:
+    global _STEMMER
+    if _STEMMER is None:
+        import Stemmer
+
+        _STEMMER = Stemmer.Stemmer("english")
+    return _STEMMER
+
+
+_STEMMER: Any = None
+
+
+def index_terms(text: str) -> list[str]:
+    """The stemmed BM25 terms of a text, in order, repeats kept (identifiers also split)."""
+    words = [w.lower() for w in _WORD.findall(expand_identifiers(text))]
+    return list(_stemmer().stemWords([w for w in words if w not in STOP_WORDS and (len(w) > 1 or w.isdigit())]))
