@@ -7,7 +7,7 @@ returns a ``Retrieval`` (passages and nodes with their provenance).
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -95,11 +95,12 @@ class Relation(_Frozen):
 
 
 class Passage(_Frozen):
-    """A retrieved chunk with its fused score and its rank in each ranking that found it."""
+    """A retrieved chunk with its fused score, and its rank and raw score in each ranking that found it."""
 
     chunk: Chunk
     score: float
     ranks: dict[str, int] = Field(default_factory=dict)
+    raw_scores: dict[str, float] = Field(default_factory=dict, description="BM25 score, cosine similarity…")
 
 
 NodeVia = Literal["named", "chunk", "neighbour"]
@@ -125,3 +126,55 @@ class Retrieval(_Frozen):
     def doc_ids(self) -> list[str]:
         """Documents in rank order of their best passage."""
         return list(dict.fromkeys(p.chunk.doc_id for p in self.passages))
+
+    def best(self, ranking: str) -> float:
+        """The highest raw score any passage got from ``ranking`` (0 if none): evidence strength."""
+        return max((p.raw_scores.get(ranking, 0.0) for p in self.passages), default=0.0)
+
+
+StepType = Literal["process", "decision", "terminal"]
+
+
+class Citation(_Frozen):
+    """Where a step came from: a retrieved chunk, and the incident node if one was used."""
+
+    doc_id: str
+    chunk_id: str
+    node_id: str | None = None
+
+
+class Branches(_Frozen):
+    """The step ids a decision leads to."""
+
+    yes: str
+    no: str
+
+
+class Action(_Frozen):
+    """A tool call a step proposes; ``write`` actions only ever run after an approval."""
+
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["read", "write"]
+
+
+class Step(_Frozen):
+    """One workflow step: process steps go on to ``next``, decisions branch, terminals end."""
+
+    id: str
+    type: StepType
+    text: str
+    next: str | None = None
+    branches: Branches | None = None
+    citations: tuple[Citation, ...] = ()
+    action: Action | None = None
+
+
+class Workflow(_Frozen):
+    """A troubleshooting workflow; ``steps`` are in reading order and the first one is the start."""
+
+    title: str
+    steps: tuple[Step, ...]
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)

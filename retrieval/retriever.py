@@ -50,7 +50,9 @@ class Retriever:
             bm25 = tg.create_task(_guard("keyword search", self._index.lexical(query, n), degraded))
             dense = tg.create_task(_guard("semantic search", self._dense(query, n), degraded))
             named = tg.create_task(_guard("incident graph", self._graph.named(name_keys(query)), degraded))
-        rankings = {"bm25": [c for c, _ in bm25.result() or []], "dense": [c for c, _ in dense.result() or []]}
+        hits = {"bm25": bm25.result() or [], "dense": dense.result() or []}
+        rankings = {name: [c for c, _ in found] for name, found in hits.items()}
+        raw = {name: dict(found) for name, found in hits.items()}
         named_nodes = named.result() or []
         rankings["named"] = [c for node in _most_specific_first(named_nodes) for c in node.chunk_ids][:n]
         if bm25.result() is None and dense.result() is None:
@@ -60,7 +62,14 @@ class Retriever:
         fused = reciprocal_rank_fusion(rankings, k=cfg.rrf_k, weights=weights)[:top_k]
         chunks = await self._index.chunks([cid for cid, _, _ in fused])
         passages = tuple(
-            Passage(chunk=chunks[cid], score=score, ranks=ranks) for cid, score, ranks in fused if cid in chunks
+            Passage(
+                chunk=chunks[cid],
+                score=score,
+                ranks=ranks,
+                raw_scores={name: raw[name][cid] for name in raw if cid in raw[name]},
+            )
+            for cid, score, ranks in fused
+            if cid in chunks
         )
         nodes = await _guard("incident graph", self._nodes(named_nodes, passages), degraded)
         return Retrieval(
