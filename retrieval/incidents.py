@@ -14,21 +14,10 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from core.runbooks import section_role, steps_of
 from core.types import Chunk, IncidentNode, Relation, SourceDocument, normalise_name
 
-_FIELD_OF_SECTION = {
-    "description": ("meaning", "description", "summary", "overview", "symptom", "problem", "what", "alert"),
-    "note": ("impact", "note", "prevention", "escalat", "reference", "background", "additional"),
-    "mitigation": (
-        "diagnos", "troubleshoot", "investigat", "debug", "check", "verif", "mitigat", "resolution",
-        "remediat", "fix", "recover", "solution", "procedure", "steps", "action", "workaround",
-    ),
-    "typical_cases": ("cause", "case", "example", "scenario", "reason"),
-}  # fmt: skip
-
 _MENTION = re.compile(r"\b[A-Za-z][a-z0-9]*(?:[A-Z][A-Za-z0-9]*)+\b")
-_BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
 _COMPONENT_WORDS = (
     "etcd", "apiserver", "kubelet", "scheduler", "controller", "dns", "coredns", "postgres", "postgresql",
     "prometheus", "alertmanager", "thanos", "node", "pod", "ingress", "kafka", "redis", "rabbitmq", "tls",
@@ -44,55 +33,17 @@ def is_identifier(name: str) -> bool:
     return bool(name) and not any(ch.isspace() for ch in name)
 
 
-def field_of(heading_path: Sequence[str]) -> str:
-    """Which of the five fields a section feeds, from its top heading."""
-    top = heading_path[0].lower() if heading_path else ""
-    for field, stems in _FIELD_OF_SECTION.items():
-        if any(stem in top for stem in stems):
-            return field
-    return "note" if top else "description"
-
-
-def is_structured(doc: SourceDocument) -> bool:
-    """A runbook whose sections say what the incident is and what to do about it."""
-    fields = {field_of(s.heading_path) for s in doc.sections if s.heading_path}
-    return "mitigation" in fields and ("description" in fields or "note" in fields)
-
-
-def steps_of(text: str, min_words: int = 3) -> list[str]:
-    """Bullets and sentences of a section, code blocks, command lines and fragments left out."""
-    steps: list[str] = []
-    in_code = False
-    paragraph: list[str] = []
-
-    def flush() -> None:
-        if paragraph:
-            steps.extend(s.strip() for s in _SENTENCE_END.split(" ".join(paragraph)) if len(s.split()) >= min_words)
-            paragraph.clear()
-
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped.startswith(("```", "~~~")):
-            flush()
-            in_code = not in_code
-        elif in_code or stripped.startswith(("$ ", "#", "|")):
-            continue
-        elif not stripped:
-            flush()
-        elif _BULLET.match(line):
-            flush()
-            paragraph.append(_BULLET.sub("", line).strip())
-        else:
-            paragraph.append(stripped)
-    flush()
-    return [s[:300] for s in steps]
-
-
 def aliases_of(doc: SourceDocument) -> tuple[str, ...]:
     """Alert-style names of a document: its title and its file name when they are identifiers."""
     stem = doc.doc_id.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     names = [n for n in (doc.title, stem) if is_identifier(n)]
     return tuple(dict.fromkeys(names))
+
+
+def is_structured(doc: SourceDocument) -> bool:
+    """A runbook whose sections say what the incident is and what to do about it."""
+    roles = {section_role(s.heading_path) for s in doc.sections if s.heading_path}
+    return "mitigation" in roles and ("description" in roles or "note" in roles)
 
 
 def components_of(doc_id: str, name: str) -> tuple[str, ...]:
@@ -114,7 +65,7 @@ class StructuralExtractor:
             return []
         aliases = aliases_of(doc)
         name = aliases[0] if aliases else doc.title
-        field = field_of(chunk.heading_path)
+        field = section_role(chunk.heading_path)
         values: dict[str, object] = {}
         if field in ("mitigation", "typical_cases"):
             values[field] = tuple(steps_of(chunk.text))

@@ -20,6 +20,7 @@ from retrieval.ports import ChunkIndex, Embedder, GraphStore
 MAX_NAME_WORDS = 8
 MIN_KEY_CHARS = 5
 MAX_NODES = 8
+MAX_CONTEXT = 20
 
 T = TypeVar("T")
 
@@ -41,7 +42,8 @@ class Retriever:
         self._settings = settings
 
     async def retrieve(self, query: str, k: int | None = None) -> Retrieval:
-        """Top ``k`` passages (default ``top_k``) and the incidents the query names or resembles."""
+        """Top ``k`` passages (default ``top_k``), then the leading document's other incident chunks
+        (rank ``context``, score 0), and the incidents the query names or resembles."""
         started = time.perf_counter()
         top_k = k or self._settings.top_k
         n = self._settings.candidates
@@ -71,13 +73,27 @@ class Retriever:
             for cid, score, ranks in fused
             if cid in chunks
         )
-        nodes = await _guard("incident graph", self._nodes(named_nodes, passages), degraded)
+        nodes = await _guard("incident graph", self._nodes(named_nodes, passages), degraded) or []
+        passages += await self._lead_context(passages, nodes)
         return Retrieval(
             query=query,
             passages=passages,
-            nodes=tuple(nodes or ()),
+            nodes=tuple(nodes),
             degraded=tuple(dict.fromkeys(degraded)),
             took_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    async def _lead_context(self, passages: tuple[Passage, ...], nodes: list[NodeHit]) -> tuple[Passage, ...]:
+        """The rest of the leading document's incident chunks, so the planner sees its whole runbook."""
+        if not passages:
+            return ()
+        lead = passages[0].chunk.doc_id
+        node = next((h.node for h in nodes if lead in h.node.doc_ids), None)
+        have = {p.chunk.chunk_id for p in passages}
+        wanted = [c for c in (node.chunk_ids if node else ()) if c.startswith(lead + "#") and c not in have]
+        found = await self._index.chunks(wanted[:MAX_CONTEXT])
+        return tuple(
+            Passage(chunk=found[c], score=0.0, ranks={"context": i}) for i, c in enumerate(wanted, 1) if c in found
         )
 
     async def _dense(self, query: str, n: int) -> list[tuple[str, float]]:

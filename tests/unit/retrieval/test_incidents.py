@@ -2,18 +2,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.runbooks import section_role, steps_of
 from core.types import Chunk, IncidentNode, Section, SourceDocument
 from retrieval.chunking import chunk_document
 from retrieval.incidents import (
     StructuralExtractor,
     components_of,
-    field_of,
     group_candidates,
     is_identifier,
     merge_similar,
     refine,
     relate,
-    steps_of,
 )
 
 RUNBOOK = SourceDocument(
@@ -36,12 +35,12 @@ RUNBOOK = SourceDocument(
 
 
 def test_sections_feed_the_five_fields() -> None:
-    assert field_of(("Meaning",)) == "description"
-    assert field_of(("Impact",)) == "note"
-    assert field_of(("Diagnosis", "Network")) == "mitigation"
-    assert field_of(("Possible causes",)) == "typical_cases"
-    assert field_of(("Changelog",)) == "note"
-    assert field_of(()) == "description"
+    assert section_role(("Meaning",)) == "description"
+    assert section_role(("Impact",)) == "note"
+    assert section_role(("Diagnosis", "Network")) == "mitigation"
+    assert section_role(("Possible causes",)) == "typical_cases"
+    assert section_role(("Changelog",)) == "note"
+    assert section_role(()) == "description"
 
 
 def test_steps_are_bullets_and_sentences_without_code() -> None:

@@ -31,7 +31,11 @@ async def test_the_answering_document_comes_first(sample_kb: Settings, query: st
     async with open_knowledge(sample_kb) as kb:
         result = await kb.retriever.retrieve(query)
     assert result.doc_ids()[0] == doc_id
-    assert len(result.passages) == sample_kb.retrieval.top_k
+    ranked = [p for p in result.passages if "context" not in p.ranks]
+    assert len(ranked) == sample_kb.retrieval.top_k
+    # The rest of the leading runbook follows, so a planner sees all of it.
+    context = result.passages[len(ranked) :]
+    assert all(p.chunk.doc_id == doc_id and p.score == 0 for p in context)
     assert result.degraded == ()
 
 
