@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.service import Service
 from core.settings import GraphSettings, RetrievalSettings, Settings
 from generation.extraction import LlmIncidentExtractor
 from generation.ollama import OllamaChatModel
@@ -48,6 +49,8 @@ class Knowledge:
     builder: KnowledgeBuilder
     retriever: Retriever
     records: RecordStore
+    service: Service
+    embedder: OnnxEmbedder
 
 
 @asynccontextmanager
@@ -75,4 +78,6 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
             window_words=settings.ingest.chunk_words,
             overlap_words=settings.ingest.chunk_overlap,
         )
-        yield Knowledge(index, graph, builder, Retriever(index, graph, embedder, settings.retrieval), records)
+        retriever = Retriever(index, graph, embedder, settings.retrieval)
+        service = Service(retriever, settings.planner)
+        yield Knowledge(index, graph, builder, retriever, records, service, embedder)

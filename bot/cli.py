@@ -14,11 +14,12 @@ import click
 from pydantic import ValidationError
 
 from bot.app import open_knowledge
-from bot.evaluation import evaluate_retrieval, load_cases
+from bot.evaluation import evaluate, evaluate_retrieval, load_cases, markdown_report
 from bot.ingest import IngestReport, ingest
 from core.errors import OpsflowError
 from core.settings import Settings
-from core.types import Retrieval
+from core.types import Answer, Retrieval
+from generation.rendering import render_markdown
 
 T = TypeVar("T")
 
@@ -159,27 +160,84 @@ def _print_retrieval(result: Retrieval) -> None:
     click.echo(f"\n({result.took_ms:.0f} ms)")
 
 
+@main.command("ask")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
+def ask_command(query: str, as_json: bool) -> None:
+    """Answer QUERY with a troubleshooting workflow from the runbooks, or say that none matches."""
+    settings = _settings()
+
+    async def work() -> Answer:
+        async with open_knowledge(settings) as kb:
+            answer, _ = await kb.service.answer(query)
+            return answer
+
+    answer = _run(work())
+    if as_json:
+        _print_json(answer_json(answer))
+    else:
+        for note in answer.degraded:
+            click.secho(f"degraded: {note}", fg="yellow", err=True)
+        click.echo(render_markdown(answer))
+
+
+def answer_json(answer: Answer) -> dict[str, Any]:
+    """The documented ``ask --json`` shape: steps in reading order with {doc_id, chunk_id} citations."""
+    body = answer.model_dump(mode="json", include={"query", "abstained", "reason", "searched", "degraded"})
+    steps = [] if answer.workflow is None else answer.workflow.steps
+    body["workflow"] = (
+        None
+        if answer.workflow is None
+        else {
+            "title": answer.workflow.title,
+            "steps": [
+                {
+                    "id": s.id,
+                    "type": s.type,
+                    "text": s.text,
+                    "next": s.next,
+                    "branches": s.branches.model_dump() if s.branches else None,
+                    "citations": [{"doc_id": c.doc_id, "chunk_id": c.chunk_id} for c in s.citations],
+                }  # fmt: skip
+                for s in steps
+            ],
+        }
+    )
+    body["sources"] = [c.model_dump(mode="json") for c in answer.sources]
+    body["model"] = answer.model
+    body["planner"] = answer.planner
+    body["latency_ms"] = answer.latency_ms
+    return body
+
+
 @main.command("eval")
 @click.argument("cases", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--retrieval-only", is_flag=True, help="Measure retrieval only (hit@1, hit@5, MRR, latency).")
-def eval_command(cases: Path, as_json: bool, retrieval_only: bool) -> None:
-    """Run the benchmark CASES (JSONL) against the knowledge base and report the scores."""
-    if not retrieval_only:
-        raise click.UsageError("workflow generation is not available yet: pass --retrieval-only")
+@click.option(
+    "--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write each case's workflow here (JSONL)."
+)
+def eval_command(cases: Path, as_json: bool, retrieval_only: bool, predictions: Path | None) -> None:
+    """Run the benchmark CASES (JSONL) and report STEPScore, retrieval hits and latency."""
     settings = _settings()
     loaded = load_cases(cases)
 
-    async def work() -> dict[str, Any]:
+    async def work() -> tuple[dict[str, Any], list[dict[str, Any]]]:
         async with open_knowledge(settings) as kb:
-            summary, _ = await evaluate_retrieval(kb.retriever, loaded)
-            return summary
+            if retrieval_only:
+                summary, _ = await evaluate_retrieval(kb.retriever, loaded)
+                return summary, []
+            return await evaluate(kb.service, kb.embedder, loaded, planner=settings.planner.kind)
 
-    summary = _run(work())
+    summary, lines = _run(work())
+    if predictions is not None and lines:
+        predictions.write_text("".join(json.dumps(line) + "\n" for line in lines))
     if as_json:
         _print_json(summary)
-    else:
+    elif retrieval_only:
         r, lat = summary["retrieval"], summary["latency_ms"]
         click.echo(f"{summary['cases']} cases ({summary['answerable']} answerable)")
         click.echo(f"hit@1 {r['hit_at_1']:.3f}  hit@5 {r['hit_at_5']:.3f}  MRR {r['mrr']:.3f}")
         click.echo(f"latency p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms")
+    else:
+        click.echo(markdown_report(summary))

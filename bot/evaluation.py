@@ -1,6 +1,8 @@
-"""``opsflow eval``: run the benchmark's cases and measure retrieval (hit@1, hit@5, MRR, latency).
+"""``opsflow eval``: run the benchmark's cases; report STEPScore, retrieval hits and latency.
 
-Case format: ``../shared/bench/cases.dev.jsonl`` (id, query, doc_ids, related_doc_ids, unanswerable…).
+Case format: ``../shared/bench/cases.dev.jsonl`` (id, query, gold_steps, doc_ids, related_doc_ids,
+unanswerable…). Step similarity is all-MiniLM-L6-v2 cosine (the benchmark's backend), or token F1
+when the model cannot be loaded; the report names which.
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from core.types import Retrieval
+from bot.service import Service
+from core.errors import ModelUnavailable
+from core.types import Answer, Retrieval
+from generation import stepscore
+from retrieval.ports import Embedder
 from retrieval.retriever import Retriever
 
 EVAL_DEPTH = 20  # passages retrieved per case, enough for a ranking of at least five documents
@@ -26,6 +33,7 @@ class Case(BaseModel):
     id: str
     query: str
     domain: str = ""
+    gold_steps: tuple[dict[str, Any], ...] = ()
     doc_ids: tuple[str, ...] = ()
     related_doc_ids: tuple[str, ...] = ()
     unanswerable: bool = False
@@ -72,3 +80,95 @@ async def evaluate_retrieval(retriever: Retriever, cases: Sequence[Case]) -> tup
         "latency_ms": percentiles([r.took_ms for r in results]),
     }
     return summary, results
+
+
+def prediction(case: Case, answer: Answer) -> dict[str, Any]:
+    """One line of the reference scorer's input format."""
+    steps = [] if answer.workflow is None else [{"type": s.type, "text": s.text} for s in answer.workflow.steps]
+    return {"id": case.id, "steps": steps, "abstain": answer.abstained}
+
+
+async def _similarity(embedder: Embedder | None, preds: list[str], golds: list[str]) -> np.ndarray:
+    if embedder is None:
+        return stepscore.lexical_similarity(preds, golds)
+    vectors = await embedder.embed(preds + golds)
+    return np.asarray(vectors[: len(preds)] @ vectors[len(preds) :].T, dtype=np.float64)
+
+
+async def evaluate(
+    service: Service, embedder: Embedder, cases: Sequence[Case], *, planner: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Answer every case, score the workflows with STEPScore, and summarise with retrieval and latency."""
+    similarity: Embedder | None = embedder
+    try:
+        await embedder.embed(["warm up"])
+    except ModelUnavailable:
+        similarity = None
+    backend = "minilm" if similarity is not None else "lexical"
+    await service.answer("warm up")
+    answers: list[Answer] = []
+    retrievals: list[Retrieval] = []
+    for case in cases:
+        answer, retrieval = await service.answer(case.query, k=EVAL_DEPTH)
+        answers.append(answer)
+        retrievals.append(retrieval)
+    predictions = [prediction(c, a) for c, a in zip(cases, answers, strict=True)]
+    scored = []
+    for case, pred in zip(cases, predictions, strict=True):
+        gold = [g for g in case.gold_steps if str(g.get("text", "")).strip()]
+        matrix = await _similarity(similarity, [p["text"] for p in pred["steps"]], [g["text"] for g in gold])
+        result = stepscore.score_case(
+            pred["steps"], gold, lambda _p, _g, m=matrix: m, stepscore.THRESHOLD[backend],
+            abstained=pred["abstain"], unanswerable=case.unanswerable,
+        )  # fmt: skip
+        scored.append(result | {"domain": case.domain})
+    summary = {
+        "cases": len(cases),
+        "answerable": sum(not c.unanswerable for c in cases),
+        "planner": planner,
+        "model": answers[0].model if answers else "",
+        "similarity": backend,
+        "threshold": stepscore.THRESHOLD[backend],
+        "stepscore": _rounded(stepscore.aggregate(scored)),
+        "by_domain": {
+            d: _rounded(stepscore.aggregate([r for r in scored if r["domain"] == d]))
+            for d in sorted({r["domain"] for r in scored})
+        },
+        "retrieval": {k: round(v, 4) for k, v in retrieval_metrics(cases, [r.doc_ids() for r in retrievals]).items()},
+        "latency_ms": percentiles([a.latency_ms for a in answers]),
+    }
+    return summary, predictions
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+
+
+def markdown_report(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown report with a per-domain table."""
+    s, r, lat = summary["stepscore"], summary["retrieval"], summary["latency_ms"]
+    lines = [
+        f"# opsflow eval: {summary['cases']} cases ({summary['answerable']} answerable)",
+        "",
+        f"planner `{summary['planner']}`, model `{summary['model']}`, "
+        f"step similarity {summary['similarity']} (τ {summary['threshold']})",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {k} | {_fmt(s.get(k))} |" for k in ("overall_f1", "f1", "ordered_f1", "hard_f1", "fx_f1")),
+        *(f"| {k} | {_fmt(s.get(k))} |" for k in ("no_answer_accuracy", "false_abstain_rate", "type_accuracy")),
+        f"| retrieval hit@1 / hit@5 / MRR | {r['hit_at_1']:.3f} / {r['hit_at_5']:.3f} / {r['mrr']:.3f} |",
+        f"| latency p50 / p95 | {lat['p50']:.0f} ms / {lat['p95']:.0f} ms |",
+        "",
+        "| domain | cases | overall F1 | F1 | ordered F1 |",
+        "|---|---|---|---|---|",
+    ]
+    for domain, d in summary["by_domain"].items():
+        lines.append(
+            f"| {domain or '-'} | {d['n']} | {_fmt(d['overall_f1'])} | {_fmt(d['f1'])} | {_fmt(d['ordered_f1'])} |"
+        )
+    return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

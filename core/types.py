@@ -127,9 +127,10 @@ class Retrieval(_Frozen):
         """Documents in rank order of their best passage."""
         return list(dict.fromkeys(p.chunk.doc_id for p in self.passages))
 
-    def best(self, ranking: str) -> float:
-        """The highest raw score any passage got from ``ranking`` (0 if none): evidence strength."""
-        return max((p.raw_scores.get(ranking, 0.0) for p in self.passages), default=0.0)
+    def best(self, ranking: str, doc_id: str | None = None) -> float:
+        """The highest raw score a passage (of ``doc_id``, if given) got from ``ranking``; 0 if none."""
+        scores = (p.raw_scores.get(ranking, 0.0) for p in self.passages if doc_id in (None, p.chunk.doc_id))
+        return max(scores, default=0.0)
 
 
 StepType = Literal["process", "decision", "terminal"]
@@ -178,3 +179,18 @@ class Workflow(_Frozen):
 
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)
+
+
+class Answer(_Frozen):
+    """What opsflow answers to a question: a workflow, or an abstention saying what was searched."""
+
+    query: str
+    abstained: bool
+    workflow: Workflow | None = None
+    reason: str = Field("", description="Why it abstained or fell back, in words for the engineer.")
+    sources: tuple[Citation, ...] = ()
+    searched: tuple[str, ...] = Field((), description="The documents looked at, best first.")
+    degraded: tuple[str, ...] = ()
+    planner: str
+    model: str
+    latency_ms: float = 0.0
