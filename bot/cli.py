@@ -198,7 +198,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
                     "next": s.next,
                     "branches": s.branches.model_dump() if s.branches else None,
                     "citations": [{"doc_id": c.doc_id, "chunk_id": c.chunk_id} for c in s.citations],
-                }  # fmt: skip
+                }
                 for s in steps
             ],
         }
