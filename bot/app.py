@@ -11,6 +11,9 @@ from bot.service import Service
 from core.settings import GraphSettings, RetrievalSettings, Settings
 from generation.extraction import LlmIncidentExtractor
 from generation.ollama import OllamaChatModel
+from generation.planner import LlmPlanner
+from generation.ports import ChatModel
+from generation.scorer import Scorer
 from retrieval.embedded import EmbeddedChunkIndex, EmbeddedGraphStore
 from retrieval.embedding import OnnxEmbedder
 from retrieval.incidents import StructuralExtractor
@@ -38,6 +41,17 @@ def build_graph_store(cfg: GraphSettings, data_dir: Path) -> GraphStore:
             from retrieval.neo4j import Neo4jGraphStore
 
             return Neo4jGraphStore(cfg)
+
+
+def build_chat_model(settings: Settings) -> ChatModel | None:
+    """The planner's chat model, or None when none is configured (the extractive planner answers)."""
+    match settings.planner.backend:
+        case "ollama":
+            return OllamaChatModel(settings.ollama) if settings.ollama.model else None
+        case "llamacpp":
+            from generation.llamacpp import LlamaCppChatModel
+
+            return LlamaCppChatModel(settings.llamacpp, settings.data_dir)
 
 
 @dataclass(frozen=True)
@@ -79,5 +93,11 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
             overlap_words=settings.ingest.chunk_overlap,
         )
         retriever = Retriever(index, graph, embedder, settings.retrieval)
-        service = Service(retriever, settings.planner)
+        chat = build_chat_model(settings)
+        if chat is not None:
+            stack.push_async_callback(chat.aclose)
+        planner = LlmPlanner(chat) if chat is not None else None
+        wants_scorer = settings.planner.samples > 1 or settings.planner.min_score is not None
+        scorer = Scorer(chat) if chat is not None and wants_scorer else None
+        service = Service(retriever, settings.planner, planner, scorer)
         yield Knowledge(index, graph, builder, retriever, records, service, embedder)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from bot.app import open_knowledge
 from bot.evaluation import evaluate, evaluate_retrieval, load_cases, markdown_report
 from bot.ingest import IngestReport, ingest
+from bot.service import PlannerKind
 from core.errors import OpsflowError
 from core.settings import Settings
 from core.types import Answer, Retrieval
@@ -160,16 +161,22 @@ def _print_retrieval(result: Retrieval) -> None:
     click.echo(f"\n({result.took_ms:.0f} ms)")
 
 
+_PLANNER = click.option(
+    "--planner", type=click.Choice(["extractive", "llm"]), default=None, help="Override OPSFLOW_PLANNER__KIND."
+)
+
+
 @main.command("ask")
 @click.argument("query")
 @click.option("--json", "as_json", is_flag=True, help="Print the answer as JSON.")
-def ask_command(query: str, as_json: bool) -> None:
+@_PLANNER
+def ask_command(query: str, as_json: bool, planner: PlannerKind | None) -> None:
     """Answer QUERY with a troubleshooting workflow from the runbooks, or say that none matches."""
     settings = _settings()
 
     async def work() -> Answer:
         async with open_knowledge(settings) as kb:
-            answer, _ = await kb.service.answer(query)
+            answer, _ = await kb.service.answer(query, planner=planner)
             return answer
 
     answer = _run(work())
@@ -205,6 +212,7 @@ def answer_json(answer: Answer) -> dict[str, Any]:
     )
     body["sources"] = [c.model_dump(mode="json") for c in answer.sources]
     body["model"] = answer.model
+    body["confidence"] = answer.confidence
     body["planner"] = answer.planner
     body["latency_ms"] = answer.latency_ms
     return body
@@ -217,7 +225,10 @@ def answer_json(answer: Answer) -> dict[str, Any]:
 @click.option(
     "--predictions", type=click.Path(dir_okay=False, path_type=Path), help="Write each case's workflow here (JSONL)."
 )
-def eval_command(cases: Path, as_json: bool, retrieval_only: bool, predictions: Path | None) -> None:
+@_PLANNER
+def eval_command(
+    cases: Path, as_json: bool, retrieval_only: bool, predictions: Path | None, planner: PlannerKind | None
+) -> None:
     """Run the benchmark CASES (JSONL) and report STEPScore, retrieval hits and latency."""
     settings = _settings()
     loaded = load_cases(cases)
@@ -227,7 +238,7 @@ def eval_command(cases: Path, as_json: bool, retrieval_only: bool, predictions: 
             if retrieval_only:
                 summary, _ = await evaluate_retrieval(kb.retriever, loaded)
                 return summary, []
-            return await evaluate(kb.service, kb.embedder, loaded, planner=settings.planner.kind)
+            return await evaluate(kb.service, kb.embedder, loaded, planner=planner or settings.planner.kind)
 
     summary, lines = _run(work())
     if predictions is not None and lines:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from bot.service import Service
+from bot.service import PlannerKind, Service
 from core.errors import ModelUnavailable
 from core.types import Answer, Retrieval
 from generation import stepscore
@@ -96,7 +96,7 @@ async def _similarity(embedder: Embedder | None, preds: list[str], golds: list[s
 
 
 async def evaluate(
-    service: Service, embedder: Embedder, cases: Sequence[Case], *, planner: str
+    service: Service, embedder: Embedder, cases: Sequence[Case], *, planner: PlannerKind
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Answer every case, score the workflows with STEPScore, and summarise with retrieval and latency."""
     similarity: Embedder | None = embedder
@@ -105,11 +105,11 @@ async def evaluate(
     except ModelUnavailable:
         similarity = None
     backend = "minilm" if similarity is not None else "lexical"
-    await service.answer("warm up")
+    await service.answer("warm up", planner=planner)
     answers: list[Answer] = []
     retrievals: list[Retrieval] = []
     for case in cases:
-        answer, retrieval = await service.answer(case.query, k=EVAL_DEPTH)
+        answer, retrieval = await service.answer(case.query, k=EVAL_DEPTH, planner=planner)
         answers.append(answer)
         retrievals.append(retrieval)
     predictions = [prediction(c, a) for c, a in zip(cases, answers, strict=True)]
@@ -126,7 +126,8 @@ async def evaluate(
         "cases": len(cases),
         "answerable": sum(not c.unanswerable for c in cases),
         "planner": planner,
-        "model": answers[0].model if answers else "",
+        "model": next((a.model for a in answers if not a.abstained), "none"),
+        "fallbacks": sum(a.planner == "extractive (fallback)" for a in answers),
         "similarity": backend,
         "threshold": stepscore.THRESHOLD[backend],
         "stepscore": _rounded(stepscore.aggregate(scored)),

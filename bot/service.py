@@ -1,54 +1,113 @@
-"""The use cases behind every front end (CLI, Slack): answer a question with a workflow or abstain."""
+"""The use cases behind every front end (CLI, Slack): answer a question with a workflow or abstain.
+
+Retrieve → abstain when the evidence is weak → plan (the LLM planner, best of N by the Scorer, or
+the extractive planner) → validate. The LLM path falls back to the extractive planner when the
+model is unreachable or its workflow stays invalid, and the answer says so.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import Literal
 
+from core.errors import ModelUnavailable, PlanError
 from core.settings import PlannerSettings
-from core.types import Answer, Retrieval
+from core.types import Answer, Retrieval, Workflow
 from generation.extractive import plan_extractive
+from generation.planner import LlmPlanner
+from generation.scorer import Scorer
 from generation.validation import validate
 from retrieval.retriever import Retriever
 
+PlannerKind = Literal["extractive", "llm"]
+RICHNESS = (1.0, 0.75, 0.5)  # the contexts best-of-N candidates are planned from
 
-def compose(query: str, retrieval: Retrieval, cfg: PlannerSettings) -> Answer:
-    """Decide between a workflow and an abstention for ``retrieval`` (pure)."""
-    base = {
-        "query": query,
-        "searched": tuple(retrieval.doc_ids()[:5]),
-        "degraded": retrieval.degraded,
-        "planner": cfg.kind,
-        "model": "none (extractive)",
-    }
+
+def abstention(retrieval: Retrieval, cfg: PlannerSettings) -> str | None:
+    """Why the evidence is too weak to plan from, or None when it is strong enough."""
     if not retrieval.passages:
-        return Answer(abstained=True, reason="no runbook matches: the knowledge base returned nothing", **base)
+        return "the knowledge base returned nothing"
     # The evidence that counts is the leading runbook's own: a strong match elsewhere does not
-    # make a weak lead document relevant.
-    named = any(h.via == "named" for h in retrieval.nodes)
-    best = retrieval.best("dense", retrieval.passages[0].chunk.doc_id)
-    if best < cfg.abstain_below and not named:
-        lead = retrieval.passages[0].chunk.doc_id
-        reason = f"no runbook matches closely enough (nearest, {lead}, scores {best:.2f} < {cfg.abstain_below:.2f})"
-        return Answer(abstained=True, reason=reason, **base)
-    workflow = plan_extractive(retrieval, max_steps=cfg.max_steps)
-    if workflow is None:
-        reason = f"the closest runbook, {retrieval.passages[0].chunk.doc_id}, has no diagnosis or mitigation steps"
-        return Answer(abstained=True, reason=reason, **base)
-    validate(workflow, {p.chunk.chunk_id for p in retrieval.passages})
-    sources = tuple(dict.fromkeys(c for s in workflow.steps for c in s.citations))
-    return Answer(abstained=False, workflow=workflow, sources=sources, **base)
+    # make a weak lead document relevant. A query naming a known incident is always answered.
+    lead = retrieval.passages[0].chunk.doc_id
+    best = retrieval.best("dense", lead)
+    if best < cfg.abstain_below and not any(h.via == "named" for h in retrieval.nodes):
+        return f"no runbook matches closely enough (nearest, {lead}, scores {best:.2f} < {cfg.abstain_below:.2f})"
+    return None
 
 
 class Service:
     """Answers questions from the knowledge base."""
 
-    def __init__(self, retriever: Retriever, cfg: PlannerSettings) -> None:
+    def __init__(
+        self, retriever: Retriever, cfg: PlannerSettings, planner: LlmPlanner | None, scorer: Scorer | None
+    ) -> None:
         self._retriever = retriever
         self._cfg = cfg
+        self._planner = planner
+        self._scorer = scorer
 
-    async def answer(self, query: str, *, k: int | None = None) -> tuple[Answer, Retrieval]:
+    async def answer(
+        self, query: str, *, k: int | None = None, planner: PlannerKind | None = None
+    ) -> tuple[Answer, Retrieval]:
         """The answer, and the retrieval it was built from."""
         started = time.perf_counter()
         retrieval = await self._retriever.retrieve(query, k=k)
-        answer = compose(query, retrieval, self._cfg)
+        answer = await self._compose(retrieval, planner or self._cfg.kind)
         return answer.model_copy(update={"latency_ms": round((time.perf_counter() - started) * 1000, 2)}), retrieval
+
+    async def _compose(self, retrieval: Retrieval, kind: PlannerKind) -> Answer:
+        base = Answer(
+            query=retrieval.query,
+            abstained=True,
+            searched=tuple(retrieval.doc_ids()[:5]),
+            degraded=retrieval.degraded,
+            planner=kind,
+            model="none",
+        )
+        if reason := abstention(retrieval, self._cfg):
+            return base.model_copy(update={"reason": f"no runbook matches: {reason}"})
+        update: dict[str, object] = {}
+        workflow = None
+        if kind == "llm":
+            workflow, update = await self._plan_with_model(retrieval)
+            if "abstain" in update:
+                return base.model_copy(update={"reason": f"no workflow is good enough: {update['abstain']}"})
+        if workflow is None:
+            workflow = plan_extractive(retrieval, max_steps=self._cfg.max_steps)
+            update["planner"] = "extractive" if kind == "extractive" else "extractive (fallback)"
+        if workflow is None:
+            lead = retrieval.passages[0].chunk.doc_id
+            return base.model_copy(
+                update={"reason": f"the closest runbook, {lead}, has no diagnosis or mitigation steps"}
+            )
+        validate(workflow, {p.chunk.chunk_id for p in retrieval.passages})
+        sources = tuple(dict.fromkeys(c for s in workflow.steps for c in s.citations))
+        return base.model_copy(update={"abstained": False, "workflow": workflow, "sources": sources, **update})
+
+    async def _plan_with_model(self, retrieval: Retrieval) -> tuple[Workflow | None, dict[str, object]]:
+        """The LLM planner's workflow (best of N when a Scorer is set), or None and why not."""
+        if self._planner is None:
+            return None, {"reason": "no chat model is configured"}
+        model = self._planner.model.name
+        candidates, failures = [], []
+        for richness in RICHNESS[: self._cfg.samples]:
+            try:
+                candidates.append(await self._planner.plan(retrieval, richness=richness))
+            except PlanError as exc:
+                failures.append(str(exc))
+            except ModelUnavailable as exc:
+                note = f"the model is unavailable ({exc}); showing the extractive workflow"
+                return None, {"reason": note, "degraded": (*retrieval.degraded, str(exc))}
+        if not candidates:
+            return None, {
+                "reason": f"the model's workflow was invalid ({failures[0]}); showing the extractive workflow"
+            }
+        if self._scorer is None:
+            return candidates[0], {"model": model}
+        best, score = await self._scorer.best(retrieval, candidates)
+        if self._cfg.min_score is not None and score.value < self._cfg.min_score:
+            reasons = "; ".join(score.reasons) or "no reasons given"
+            note = f"the Scorer rated the best workflow {score.value:.2f} < {self._cfg.min_score:.2f} ({reasons})"
+            return None, {"abstain": note}
+        return best, {"model": model, "confidence": score.value}

@@ -82,7 +82,10 @@ class GraphSettings(_Section):
 
 
 class PlannerSettings(_Section):
-    kind: Literal["extractive"] = Field("extractive", description="Which planner writes workflows.")
+    kind: Literal["extractive", "llm"] = Field("extractive", description="Which planner writes workflows.")
+    backend: Literal["llamacpp", "ollama"] = Field("llamacpp", description="The chat model of the llm planner.")
+    samples: int = Field(1, ge=1, le=3, description="Workflows planned per question; the Scorer picks the best.")
+    min_score: float | None = Field(None, ge=0, le=1, description="Abstain when the Scorer rates the best lower.")
     # Calibrated on the dev split (opsflow eval): 0.47 keeps false abstentions at 3% with 89% of the
     # questions outside the runbooks declined; 0.50 declines all of those but 5% of answerable ones.
     abstain_below: float = Field(0.47, ge=0, le=1, description="Abstain when the leading runbook matches more weakly.")
@@ -94,6 +97,25 @@ class OllamaSettings(_Section):
     model: str = Field("", description="Model tag, e.g. llama3.1:8b; empty = Ollama not used.")
     timeout_s: float = Field(120.0, gt=0, description="Deadline for one generation.")
     keep_alive: str = Field("10m", description="How long Ollama keeps the model loaded after a call.")
+
+
+class LlamaCppSettings(_Section):
+    model_path: str | None = Field(
+        None, description="GGUF file; default: the packaged gemma3-270m, assembled into <data_dir>/models/."
+    )
+    n_ctx: int = Field(4096, ge=256, description="Context window in tokens (prompt plus reply).")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: every core this process may use.")
+    max_tokens: int = Field(1024, gt=0, description="Cap on generated tokens; a caller's larger max_tokens is cut.")
+    chat_format: str = Field(
+        "gemma", description="llama-cpp-python chat format; the packaged GGUF carries no chat template."
+    )
+    lora_path: str | None = Field(None, description="GGUF LoRA adapter applied on top of the model.")
+
+    @model_validator(mode="after")
+    def _reply_fits_context(self) -> LlamaCppSettings:
+        if self.max_tokens >= self.n_ctx:
+            raise ValueError("llamacpp.max_tokens must be smaller than llamacpp.n_ctx")
+        return self
 
 
 class SlackSettings(_Section):
@@ -145,6 +167,7 @@ class Settings(BaseSettings):
     graph: GraphSettings = GraphSettings()
     planner: PlannerSettings = PlannerSettings()
     ollama: OllamaSettings = OllamaSettings()
+    llamacpp: LlamaCppSettings = LlamaCppSettings()
     slack: SlackSettings = SlackSettings()
     http: HttpSettings = HttpSettings()
     alerts: AlertSettings = AlertSettings()

@@ -193,4 +193,5 @@ class Answer(_Frozen):
     degraded: tuple[str, ...] = ()
     planner: str
     model: str
+    confidence: float | None = Field(None, description="The Scorer's verdict on the workflow, 0–1.")
     latency_ms: float = 0.0

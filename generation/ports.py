@@ -23,3 +23,7 @@ class ChatModel(Protocol):
         caller still validates it). Deterministic settings (temperature 0). Raises ``ModelUnavailable``
         when the model cannot be reached or loaded."""
         ...
+
+    async def aclose(self) -> None:
+        """Release the model or the connection."""
+        ...

