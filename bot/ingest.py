@@ -6,6 +6,7 @@ are removed; bad documents are reported and skipped, and the run goes on.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -53,21 +54,22 @@ async def ingest(
     started = time.perf_counter()
     report = IngestReport()
     known = await builder.known()
-    listings = [(root, list_documents(root)) for root in paths]
+    # File system walks, reads and parsing (PDF, HTML) run in threads: the bot's loop keeps serving.
+    listings = [(root, await asyncio.to_thread(list_documents, root)) for root in paths]
     if progress:
         progress.start(sum(len(listing.files) for _, listing in listings))
     for root, listing in listings:
         report.ignored.extend(listing.ignored)
-        from_here = await builder.known(str(root.resolve()))
+        from_here = await builder.known(listing.source)
         for file in listing.files:
             if progress:
                 progress.advance(file.doc_id)
             try:
-                raw = read_bytes(file, max_bytes)
+                raw = await asyncio.to_thread(read_bytes, file, max_bytes)
                 if known.get(file.doc_id) == content_hash(raw):
                     report.unchanged += 1
                     continue
-                report.chunks += await builder.add(parse_document(file, raw))
+                report.chunks += await builder.add(await asyncio.to_thread(parse_document, file, raw))
             except DocumentError as exc:
                 report.failed.append((file.doc_id, exc.reason))
                 continue

@@ -39,6 +39,7 @@ class DocumentFile:
 
 @dataclass(frozen=True)
 class Listing:
+    source: str  # the resolved root
     files: list[DocumentFile]
     ignored: list[tuple[str, str]]  # (path relative to the root, reason)
 
@@ -62,7 +63,7 @@ def list_documents(root: Path) -> Listing:
             ignored.append((rel, f"unsupported type {path.suffix or '(no extension)'}"))
         else:
             files.append(DocumentFile(doc_id=rel, path=path, source=str(root), kind=kind))
-    return Listing(files=files, ignored=ignored)
+    return Listing(source=str(root), files=files, ignored=ignored)
 
 
 def content_hash(raw: bytes) -> str:

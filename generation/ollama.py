@@ -7,6 +7,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
+import ollama
 
 from core.errors import ModelUnavailable
 from core.settings import OllamaSettings
@@ -16,8 +17,6 @@ from generation.ports import Message
 @contextlib.contextmanager
 def map_ollama_errors(host: str, model: str) -> Iterator[None]:
     """Ollama's and the transport's failures as ``ModelUnavailable`` naming host and model."""
-    import ollama
-
     try:
         yield
     except ollama.ResponseError as exc:
@@ -38,8 +37,6 @@ class OllamaChatModel:
 
     def _ollama(self) -> Any:
         if self._client is None:
-            import ollama
-
             # host and timeout passed explicitly: the client would read OLLAMA_HOST and default to no timeout.
             self._client = ollama.AsyncClient(
                 host=self._cfg.host, timeout=httpx.Timeout(self._cfg.timeout_s, connect=5.0)

@@ -152,7 +152,8 @@ def _button(text: str, action_id: str, style: str | None = None) -> dict[str, An
 
 
 def _header(text: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": _clip(_one_line(text), MAX_HEADER)}}
+    text = _clip(_one_line(text), MAX_HEADER) or "Troubleshooting workflow"  # Slack refuses an empty header
+    return {"type": "header", "text": {"type": "plain_text", "text": text}}
 
 
 def _context(answer: Answer) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def _abstention_blocks(answer: Answer, doc_url: DocUrl | None) -> list[dict[str,
 
 
 def render_slack_blocks(answer: Answer, *, doc_url: DocUrl | None = None) -> list[dict[str, Any]]:
-    """The answer as a Block Kit card within Slack's limits; ``doc_url`` maps a doc id to a link, or None."""
+    """The answer as a Block Kit card within Slack's limits (at most ``MAX_BLOCKS`` blocks)."""
     if answer.abstained or answer.workflow is None:
         return _abstention_blocks(answer, doc_url)
     steps = answer.workflow.steps
@@ -207,7 +208,7 @@ def render_slack_blocks(answer: Answer, *, doc_url: DocUrl | None = None) -> lis
     shown = steps if len(steps) <= room else steps[: room - 1]
     sections = [_section(_step_text(s, doc_url)) for s in shown]
     if rest := steps[len(shown) :]:
-        lines = (_clip(f"{_MARK[s.type]} *{_mrkdwn(s.id, 100)}* {_mrkdwn(_one_line(s.text), 300)}", 400) for s in rest)
+        lines = (f"{_MARK[s.type]} *{_mrkdwn(s.id, 100)}* {_mrkdwn(_one_line(s.text), 300)}" for s in rest)
         sections.append(_section(_fit(lines, MAX_SECTION, "\n", "…and {n} more steps")))
     buttons = [_button("👍", FEEDBACK_UP), _button("👎", FEEDBACK_DOWN)]
     buttons += [_button("Edit", EDIT_WORKFLOW), _button("Run checks", RUN_CHECKS)]

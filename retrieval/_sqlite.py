@@ -71,4 +71,5 @@ class SqliteWorker:
 
         if self._conn is not None:
             await self.run(close)
-        self._executor.shutdown(wait=True)
+        # The close above was the worker's last job; joining the idle thread would block the loop.
+        self._executor.shutdown(wait=False)

@@ -84,3 +84,22 @@ def sample_copy(tmp_path: Path) -> Iterator[Path]:
     target = tmp_path / "runbooks"
     shutil.copytree(SAMPLES, target)
     yield target
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_on_the_loop(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail async tests whose code under test blocks the event loop (file, socket, sleep, lock calls
+    made on the loop thread from opsflow's packages; tests and libraries may)."""
+    if not request.node.get_closest_marker("asyncio") and not _is_async(request):
+        yield
+        return
+    from blockbuster import blockbuster_ctx
+
+    with blockbuster_ctx(scanned_modules=["core", "bot", "retrieval", "generation", "trainer", "connectors"]):
+        yield
+
+
+def _is_async(request: pytest.FixtureRequest) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(getattr(request.node, "function", None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -112,8 +113,9 @@ async def test_a_killed_ingest_leaves_whole_documents_and_resumes(settings: Sett
     db = settings.data_dir / "index.sqlite"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.returncode is None:
-        if db.exists() and index_is_consistent(db)[0] >= 3:
-            break
+        with contextlib.suppress(sqlite3.OperationalError):  # the schema may not be there yet
+            if db.exists() and index_is_consistent(db)[0] >= 3:
+                break
         await asyncio.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
