@@ -55,10 +55,10 @@ async def ingest(
     report = IngestReport()
     known = await builder.known()
     # File system walks, reads and parsing (PDF, HTML) run in threads: the bot's loop keeps serving.
-    listings = [(root, await asyncio.to_thread(list_documents, root)) for root in paths]
+    listings = [await asyncio.to_thread(list_documents, root) for root in paths]
     if progress:
-        progress.start(sum(len(listing.files) for _, listing in listings))
-    for root, listing in listings:
+        progress.start(sum(len(listing.files) for listing in listings))
+    for listing in listings:
         report.ignored.extend(listing.ignored)
         from_here = await builder.known(listing.source)
         for file in listing.files:
