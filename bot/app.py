@@ -43,11 +43,11 @@ def build_graph_store(cfg: GraphSettings, data_dir: Path) -> GraphStore:
             return Neo4jGraphStore(cfg)
 
 
-def build_chat_model(settings: Settings) -> ChatModel | None:
-    """The planner's chat model, or None when none is configured (the extractive planner answers)."""
-    match settings.planner.backend:
+def build_chat_model(settings: Settings) -> ChatModel:
+    """The chat model of the llm planner, the Scorer and the llm extractor; it loads on first use."""
+    match settings.llm.backend:
         case "ollama":
-            return OllamaChatModel(settings.ollama) if settings.ollama.model else None
+            return OllamaChatModel(settings.ollama)
         case "llamacpp":
             from generation.llamacpp import LlamaCppChatModel
 
@@ -79,11 +79,11 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
         stack.push_async_callback(graph.aclose)
         records = RecordStore(settings.records_url)
         stack.push_async_callback(records.aclose)
+        chat = build_chat_model(settings)
+        stack.push_async_callback(chat.aclose)
         extractor: IncidentExtractor = StructuralExtractor()
         if settings.ingest.extractor == "llm":
-            model = OllamaChatModel(settings.ollama)
-            stack.push_async_callback(model.aclose)
-            extractor = LlmIncidentExtractor(model)
+            extractor = LlmIncidentExtractor(chat)
         builder = KnowledgeBuilder(
             index,
             graph,
@@ -93,11 +93,7 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
             overlap_words=settings.ingest.chunk_overlap,
         )
         retriever = Retriever(index, graph, embedder, settings.retrieval)
-        chat = build_chat_model(settings)
-        if chat is not None:
-            stack.push_async_callback(chat.aclose)
-        planner = LlmPlanner(chat) if chat is not None else None
         wants_scorer = settings.planner.samples > 1 or settings.planner.min_score is not None
-        scorer = Scorer(chat) if chat is not None and wants_scorer else None
+        planner, scorer = LlmPlanner(chat), Scorer(chat) if wants_scorer else None
         service = Service(retriever, settings.planner, planner, scorer)
         yield Knowledge(index, graph, builder, retriever, records, service, embedder)

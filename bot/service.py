@@ -39,9 +39,7 @@ def abstention(retrieval: Retrieval, cfg: PlannerSettings) -> str | None:
 class Service:
     """Answers questions from the knowledge base."""
 
-    def __init__(
-        self, retriever: Retriever, cfg: PlannerSettings, planner: LlmPlanner | None, scorer: Scorer | None
-    ) -> None:
+    def __init__(self, retriever: Retriever, cfg: PlannerSettings, planner: LlmPlanner, scorer: Scorer | None) -> None:
         self._retriever = retriever
         self._cfg = cfg
         self._planner = planner
@@ -87,8 +85,6 @@ class Service:
 
     async def _plan_with_model(self, retrieval: Retrieval) -> tuple[Workflow | None, dict[str, object]]:
         """The LLM planner's workflow (best of N when a Scorer is set), or None and why not."""
-        if self._planner is None:
-            return None, {"reason": "no chat model is configured"}
         model = self._planner.model.name
         candidates, failures = [], []
         for richness in RICHNESS[: self._cfg.samples]:

@@ -39,6 +39,7 @@ def llm_settings(tmp_path: Path, model_cache: Path, url: str) -> Settings:
         tmp_path / "data",
         model_cache,
         ingest={"extractor": "llm"},
+        llm={"backend": "ollama"},
         ollama={"host": url, "model": "llama3.1:8b", "timeout_s": 5},
     )
 
@@ -95,6 +96,6 @@ async def test_an_unreachable_server_is_model_unavailable(tmp_path: Path, model_
             await ingest([tmp_path / "docs"], kb.builder, max_bytes=10_000)
 
 
-def test_the_llm_extractor_needs_a_model(tmp_path: Path) -> None:
+def test_ollama_needs_a_model(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="OPSFLOW_OLLAMA__MODEL"):
-        Settings(data_dir=tmp_path, ingest={"extractor": "llm"}, _env_file=None)
+        Settings(data_dir=tmp_path, ingest={"extractor": "llm"}, llm={"backend": "ollama"}, _env_file=None)

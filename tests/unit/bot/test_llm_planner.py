@@ -40,7 +40,8 @@ def settings_for(tmp_path: Path, sample_kb: Settings, url: str, **planner: Any) 
     """The shared sample knowledge base, planned by an Ollama model at ``url``."""
     return Settings(
         data_dir=sample_kb.data_dir,
-        planner={"kind": "llm", "backend": "ollama", **planner},
+        planner={"kind": "llm", **planner},
+        llm={"backend": "ollama"},
         ollama={"host": url, "model": "llama3.1:8b", "timeout_s": 5},
         _env_file=None,
     )
