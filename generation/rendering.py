@@ -157,8 +157,10 @@ def _header(text: str) -> dict[str, Any]:
 
 
 def _context(answer: Answer) -> dict[str, Any]:
-    # No confidence: an Answer carries none, and a made-up number would mislead the on-call engineer.
+    # Confidence only when the Scorer gave one: a made-up number would mislead the on-call engineer.
     facts = [f"{answer.planner} planner", answer.model, f"{answer.latency_ms:.0f} ms"]
+    if answer.confidence is not None:
+        facts.append(f"confidence {answer.confidence:.0%}")
     facts += [f"⚠ degraded: {note}" for note in answer.degraded]
     text = _fit((_mrkdwn(f, 500) for f in facts if f), MAX_SECTION, " · ")
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}

@@ -219,3 +219,17 @@ def test_png_without_graphviz_says_how_to_install_it(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PATH", "")
     with pytest.raises(ConfigError, match="apt-get install graphviz"):
         render_png(FLOW)
+
+
+def test_slack_context_shows_the_scorers_confidence_only_when_there_is_one() -> None:
+    from core.types import Answer, Citation, Step, Workflow
+    from generation.rendering import render_slack_blocks
+
+    flow = Workflow(
+        title="t",
+        steps=(Step(id="s1", type="terminal", text="done", citations=(Citation(doc_id="a", chunk_id="a#0"),)),),
+    )
+    base = Answer(query="q", abstained=False, workflow=flow, planner="llm", model="m")
+    context = lambda a: next(b for b in render_slack_blocks(a) if b["type"] == "context")["elements"][0]["text"]  # noqa: E731
+    assert "confidence" not in context(base)
+    assert "confidence 80%" in context(base.model_copy(update={"confidence": 0.8}))
