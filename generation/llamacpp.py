@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from core.errors import ModelUnavailable
+from core.errors import ModelUnavailable, PlanError
 from core.settings import LlamaCppSettings
 from generation.ports import Message
 
@@ -148,13 +148,16 @@ class LlamaCppChatModel:
         llm = self._load()
         if self._cfg.chat_format in _NO_SYSTEM_ROLE:
             messages = fold_system_messages(messages)
-        result = llm.create_chat_completion(
-            messages=messages,
-            grammar=_grammar(schema_json) if schema_json is not None else None,
-            max_tokens=min(max_tokens, self._cfg.max_tokens),
-            temperature=0.0,
-            repeat_penalty=_REPEAT_PENALTY,
-        )
+        try:
+            result = llm.create_chat_completion(
+                messages=messages,
+                grammar=_grammar(schema_json) if schema_json is not None else None,
+                max_tokens=min(max_tokens, self._cfg.max_tokens),
+                temperature=0.0,
+                repeat_penalty=_REPEAT_PENALTY,
+            )
+        except ValueError as exc:  # llama-cpp-python's only signal for a prompt that overflows n_ctx
+            raise PlanError(f"{self.name} cannot take this prompt: {exc}") from exc
         return str(result["choices"][0]["message"]["content"] or "")
 
     def _load(self) -> Any:

@@ -21,7 +21,8 @@ class ChatModel(Protocol):
     ) -> str:
         """The assistant's reply. With ``schema``, decoding is constrained to JSON of that schema (the
         caller still validates it). Deterministic settings (temperature 0). Raises ``ModelUnavailable``
-        when the model cannot be reached or loaded."""
+        when the model cannot be reached or loaded, ``PlanError`` when it refuses the request (a prompt
+        longer than its context)."""
         ...
 
     async def aclose(self) -> None:

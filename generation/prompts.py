@@ -93,15 +93,24 @@ WORKFLOW_SCHEMA: dict[str, Any] = {
     "required": ["title", "steps"],
 }
 
-MAX_SOURCE_WORDS = 220
+# Prompt budget: sources and nodes stay near 2,500 tokens, so a 1,024-token reply fits a 4k context.
+MAX_SOURCES = 8
+MAX_SOURCE_WORDS = 160
+MAX_NODES = 3
 
 
 def select_context(retrieval: Retrieval, richness: float) -> Retrieval:
-    """The part of ``retrieval`` a prompt shows: the leading passages (at least one) and, from
-    richness 0.5 up, the incident nodes. Training varies it to make rich and poor contexts."""
-    keep = max(1, round(len(retrieval.passages) * min(max(richness, 0.0), 1.0)))
-    nodes = retrieval.nodes if richness >= 0.5 else ()
-    return retrieval.model_copy(update={"passages": retrieval.passages[:keep], "nodes": nodes})
+    """The part of ``retrieval`` a prompt shows: the leading runbook's chunks in order, then the other
+    passages, at most ``MAX_SOURCES`` scaled by ``richness`` (at least one); from richness 0.5 up,
+    the top incident nodes too. Training varies richness to make rich and poor contexts."""
+    if not retrieval.passages:
+        return retrieval
+    lead = retrieval.passages[0].chunk.doc_id
+    ordered = sorted((p for p in retrieval.passages if p.chunk.doc_id == lead), key=lambda p: p.chunk.ordinal)
+    ordered += [p for p in retrieval.passages if p.chunk.doc_id != lead]
+    keep = max(1, round(min(len(ordered), MAX_SOURCES) * min(max(richness, 0.0), 1.0)))
+    nodes = retrieval.nodes[:MAX_NODES] if richness >= 0.5 else ()
+    return retrieval.model_copy(update={"passages": tuple(ordered[:keep]), "nodes": nodes})
 
 
 def planner_messages(retrieval: Retrieval, richness: float = 1.0) -> list[Message]:

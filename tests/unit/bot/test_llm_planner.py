@@ -137,3 +137,19 @@ def test_context_richness_controls_what_the_prompt_shows(richness: float) -> Non
     )
     prompt = planner_messages(Retrieval(query="q", passages=passages), richness)[1]["content"]
     assert prompt.count("\n[") + prompt.startswith("[") == round(8 * richness)
+
+
+def test_prompts_stay_within_budget_and_lead_with_the_leading_runbook() -> None:
+    from core.types import Chunk, Passage, Retrieval
+    from generation.prompts import MAX_SOURCES, planner_messages, select_context
+
+    def passage(doc: str, i: int) -> Passage:
+        text = "word " * 400
+        return Passage(chunk=Chunk(chunk_id=f"{doc}#{i}", doc_id=doc, ordinal=i, title=doc, text=text), score=1)
+
+    passages = (passage("lead", 3), *(passage(f"other{i}", 0) for i in range(25)), passage("lead", 1))
+    context = select_context(Retrieval(query="q", passages=passages), 1.0)
+    assert [p.chunk.chunk_id for p in context.passages[:3]] == ["lead#1", "lead#3", "other0#0"]
+    assert len(context.passages) == MAX_SOURCES
+    prompt = planner_messages(Retrieval(query="q", passages=passages))[1]["content"]
+    assert len(prompt.split()) < 1500
