@@ -18,7 +18,8 @@ from retrieval.embedded import EmbeddedChunkIndex, EmbeddedGraphStore
 from retrieval.embedding import OnnxEmbedder
 from retrieval.incidents import StructuralExtractor
 from retrieval.knowledge import KnowledgeBuilder
-from retrieval.ports import ChunkIndex, GraphStore, IncidentExtractor
+from retrieval.ollama_embedding import OllamaEmbedder
+from retrieval.ports import ChunkIndex, Embedder, GraphStore, IncidentExtractor
 from retrieval.retriever import Retriever
 from trainer.store import RecordStore
 
@@ -43,6 +44,16 @@ def build_graph_store(cfg: GraphSettings, data_dir: Path) -> GraphStore:
             return Neo4jGraphStore(cfg)
 
 
+def build_embedder(settings: Settings) -> Embedder:
+    cfg = settings.retrieval
+    match cfg.embedding_backend:
+        case "onnx":
+            model_dir = Path(cfg.embedding_model) if cfg.embedding_model else None
+            return OnnxEmbedder(settings.data_dir / "models", model_dir)
+        case "ollama":
+            return OllamaEmbedder(settings.ollama, cfg.embedding_model or "", dim=cfg.embedding_dim)
+
+
 def build_chat_model(settings: Settings) -> ChatModel:
     """The chat model of the llm planner, the Scorer and the llm extractor; it loads on first use."""
     match settings.llm.backend:
@@ -64,15 +75,16 @@ class Knowledge:
     retriever: Retriever
     records: RecordStore
     service: Service
-    embedder: OnnxEmbedder
+    embedder: Embedder
 
 
 @asynccontextmanager
 async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
     """Open every store for the knowledge base; close them in reverse order on exit."""
-    model_dir = settings.retrieval.embedding_model
-    embedder = OnnxEmbedder(settings.data_dir / "models", Path(model_dir) if model_dir else None)
     async with AsyncExitStack() as stack:
+        embedder = build_embedder(settings)
+        if isinstance(embedder, OllamaEmbedder):
+            stack.push_async_callback(embedder.aclose)
         index = build_chunk_index(settings.retrieval, settings.data_dir, embedder.dim)
         stack.push_async_callback(index.aclose)
         graph = build_graph_store(settings.graph, settings.data_dir)

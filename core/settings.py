@@ -55,9 +55,21 @@ class RetrievalSettings(_Section):
     bm25_weight: float = Field(2.0, ge=0)
     dense_weight: float = Field(1.0, ge=0)
     named_weight: float = Field(1.0, ge=0, description="Weight of chunks of incidents the query names.")
-    embedding_model: str | None = Field(
-        None, description="Directory of a sentence-transformers model; default: the packaged all-MiniLM-L6-v2."
+    embedding_dim: int = Field(384, gt=0, description="Vector size of the embedding model (384 for MiniLM).")
+    embedding_backend: Literal["onnx", "ollama"] = Field(
+        "onnx", description="Embed in process (onnxruntime) or through Ollama's /api/embed."
     )
+    embedding_model: str | None = Field(
+        None,
+        description="onnx: directory of a sentence-transformers model (default: the packaged all-MiniLM-L6-v2); "
+        "ollama: the embedding model's tag (required).",
+    )
+
+    @model_validator(mode="after")
+    def _ollama_embeddings_need_a_model(self) -> RetrievalSettings:
+        if self.embedding_backend == "ollama" and not self.embedding_model:
+            raise ValueError("retrieval.embedding_backend=ollama needs OPSFLOW_RETRIEVAL__EMBEDDING_MODEL")
+        return self
 
     @model_validator(mode="after")
     def _es_needs_url(self) -> RetrievalSettings:

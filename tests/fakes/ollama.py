@@ -24,7 +24,9 @@ class FakeOllama:
 
 
 @asynccontextmanager
-async def fake_ollama(reply: ChatReply, models: tuple[str, ...] = ("llama3.1:8b",)) -> AsyncIterator[FakeOllama]:
+async def fake_ollama(
+    reply: ChatReply, models: tuple[str, ...] = ("llama3.1:8b",), dim: int = 2
+) -> AsyncIterator[FakeOllama]:
     """Serve on 127.0.0.1:<free port>; unknown models get Ollama's 404 ``model not found``."""
     state = FakeOllama(url="")
 
@@ -47,8 +49,12 @@ async def fake_ollama(reply: ChatReply, models: tuple[str, ...] = ("llama3.1:8b"
     async def embed(request: web.Request) -> web.Response:
         body = await request.json()
         state.requests.append(("/api/embed", body))
+        if body.get("model") not in models:
+            return web.json_response({"error": f"model '{body.get('model')}' not found"}, status=404)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        return web.json_response({"model": body["model"], "embeddings": [[0.0, 1.0] for _ in inputs]})
+        # A deterministic vector per text: its length and letter counts, so equal texts embed equally.
+        vectors = [[len(t) % 7 + 1.0, *(float(t.count(c)) for c in "etaoinsrhl"[: dim - 1])] for t in inputs]
+        return web.json_response({"model": body["model"], "embeddings": vectors})
 
     async def tags(request: web.Request) -> web.Response:
         state.requests.append(("/api/tags", {}))
