@@ -39,7 +39,7 @@ def packaged_minilm_path() -> Path:
 class OnnxEmbedder:
     """Mean-pooled, L2-normalised embeddings of a sentence-transformers model, run by onnxruntime."""
 
-    def __init__(self, cache_dir: Path, model_dir: Path | None = None, *, batch_size: int = 32) -> None:
+    def __init__(self, cache_dir: Path, model_dir: Path | None = None, *, batch_size: int = 8) -> None:
         self._cache_dir = cache_dir
         self._model_dir = model_dir
         self._batch_size = batch_size
@@ -85,7 +85,8 @@ class OnnxEmbedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         self._load()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+        # Similar lengths pad less; small batches measured faster on 2 cores (34 vs 27 chunks/s at 32).
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for start in range(0, len(order), self._batch_size):
             batch = order[start : start + self._batch_size]
             encodings = self._tokenizer.encode_batch([texts[i] for i in batch])
