@@ -177,9 +177,6 @@ class Workflow(_Frozen):
     title: str
     steps: tuple[Step, ...]
 
-    def step(self, step_id: str) -> Step | None:
-        return next((s for s in self.steps if s.id == step_id), None)
-
 
 class Answer(_Frozen):
     """What opsflow answers to a question: a workflow, or an abstention saying what was searched."""
