@@ -9,6 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     OPSFLOW_HTTP__PORT=3000
 
 WORKDIR /app
+# graphviz draws the workflow pictures attached in Slack.
+RUN apt-get update && apt-get install -y --no-install-recommends graphviz && rm -rf /var/lib/apt/lists/*
 # CPU torch first and pinned, so sentence-transformers does not pull a CUDA build.
 RUN pip install torch==2.13.0
 COPY pyproject.toml README.md ./
