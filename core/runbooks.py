@@ -21,6 +21,7 @@ _ROLE_OF_SECTION = {
 
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
+_QUOTE = re.compile(r"^\s*(?:>\s?)+")
 
 
 def section_role(heading_path: Sequence[str]) -> str:
@@ -45,6 +46,7 @@ def steps_of(text: str, min_words: int = 3) -> list[str]:
             paragraph.clear()
 
     for line in text.splitlines():
+        line = _QUOTE.sub("", line)  # a blockquote's text is still text
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             flush()

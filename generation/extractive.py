@@ -21,8 +21,8 @@ _NOT_A_STEP = re.compile(r"^(see|for more|more information|note:|refer to|this a
 
 
 def clean(text: str) -> str:
-    """A step as a person would say it: links as their text, code spans unquoted, quote marks gone."""
-    text = _CODE.sub(r"\1", _LINK.sub(r"\1", text)).replace(">", " ").replace("*", "")
+    """A step as a person would say it: links as their text, code spans unquoted, no emphasis marks."""
+    text = _CODE.sub(r"\1", _LINK.sub(r"\1", text)).replace("**", "")
     text = " ".join(text.split()).rstrip(":")
     return text[:1].upper() + text[1:]
 

@@ -67,4 +67,5 @@ def test_a_runbook_without_steps_gives_no_workflow() -> None:
 
 
 def test_clean_makes_steps_readable() -> None:
-    assert clean("> check the [pod](http://x) with `kubectl   get`:") == "Check the pod with kubectl get"
+    assert clean("check the **[pod](http://x)** with `kubectl   get`:") == "Check the pod with kubectl get"
+    assert clean("if `cl_waiting` > 0, scale <deployment>") == "If cl_waiting > 0, scale <deployment>"

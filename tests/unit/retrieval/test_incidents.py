@@ -51,6 +51,12 @@ def test_steps_are_bullets_and_sentences_without_code() -> None:
     assert steps_of(text) == ["Check the pods now. continued here.", "Then read the logs carefully."]
 
 
+def test_blockquotes_are_read_as_text() -> None:
+    assert steps_of("> NOTE: unpausing applies all\n> pending configuration.\n") == [
+        "NOTE: unpausing applies all pending configuration."
+    ]
+
+
 def test_identifiers_and_components() -> None:
     assert is_identifier("KubeAPIDown") and is_identifier("etcd_members_down") and is_identifier("Watchdog")
     assert not is_identifier("Disk full on database host") and not is_identifier("")
