@@ -94,7 +94,7 @@ async def measure(data_dir: Path, queries: int) -> dict[str, dict[str, float]]:
         for i in range(queries):
             query = QUERIES[i % len(QUERIES)] + f" ({i})"
             t = time.perf_counter()
-            await kb.retriever._embedder.embed([query])
+            await kb.embedder.embed([query])
             embed.append((time.perf_counter() - t) * 1000)
             result = await kb.retriever.retrieve(query)
             total.append(result.took_ms)

@@ -42,7 +42,7 @@ async def run(data_dir: Path) -> dict[str, object]:
         best: dict[str, dict[str, list[float]]] = {"answerable": {}, "unanswerable": {}}
         for case in cases:
             lexical = await kb.index.lexical(case.query, 50)
-            vector = (await kb.retriever._embedder.embed([case.query]))[0]
+            vector = (await kb.embedder.embed([case.query]))[0]
             dense = await kb.index.dense(vector, 50)
             hybrid = await kb.retriever.retrieve(case.query, k=EVAL_DEPTH)
             rankings["bm25"].append(doc_order([c for c, _ in lexical]))

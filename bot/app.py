@@ -83,9 +83,8 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
     """Open every store for the knowledge base; close them in reverse order on exit."""
     async with AsyncExitStack() as stack:
         embedder = build_embedder(settings)
-        if isinstance(embedder, OllamaEmbedder):
-            stack.push_async_callback(embedder.aclose)
-        index = build_chunk_index(settings.retrieval, settings.data_dir, embedder.dim)
+        stack.push_async_callback(embedder.aclose)
+        index = build_chunk_index(settings.retrieval, settings.data_dir, settings.retrieval.embedding_dim)
         stack.push_async_callback(index.aclose)
         graph = build_graph_store(settings.graph, settings.data_dir)
         stack.push_async_callback(graph.aclose)

@@ -102,6 +102,10 @@ class OnnxEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return await asyncio.to_thread(self._encode, list(texts))
 
+    async def aclose(self) -> None:
+        """Drop the session (no embedding may be in flight); a later ``embed`` loads it again."""
+        self._session = self._tokenizer = None
+
 
 _ATTR = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
 

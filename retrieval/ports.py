@@ -25,6 +25,8 @@ class Embedder(Protocol):
         """Return an array of shape ``(len(texts), dim)``; loads the model on first use."""
         ...
 
+    async def aclose(self) -> None: ...
+
 
 class ChunkIndex(Protocol):
     """Chunks with their BM25 text and dense vectors, plus the ingest state of each document.

@@ -53,7 +53,7 @@ async def test_a_named_alert_brings_its_node_and_neighbours(sample_kb: Settings)
 async def test_a_graph_that_is_down_degrades_retrieval_but_does_not_stop_it(sample_kb: Settings) -> None:
     async with open_knowledge(sample_kb) as kb:
         graph = Neo4jGraphStore(GraphSettings(backend="neo4j", neo4j_uri="bolt://127.0.0.1:9", timeout_s=1))
-        retriever = Retriever(kb.index, graph, kb.retriever._embedder, sample_kb.retrieval)
+        retriever = Retriever(kb.index, graph, kb.embedder, sample_kb.retrieval)
         try:
             result = await retriever.retrieve("too many clients")
         finally:
@@ -70,7 +70,7 @@ async def test_an_index_that_is_down_is_an_error_that_names_it(settings: Setting
     async with open_knowledge(settings) as kb:
         cfg = RetrievalSettings(backend="elasticsearch", es_url="http://127.0.0.1:9", timeout_s=1)
         index = ElasticsearchChunkIndex(cfg, dim=384)
-        retriever = Retriever(index, kb.graph, kb.retriever._embedder, cfg)
+        retriever = Retriever(index, kb.graph, kb.embedder, cfg)
         try:
             with pytest.raises(RetrievalUnavailable, match="keyword search unavailable"):
                 await retriever.retrieve("disk full")
