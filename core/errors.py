@@ -57,3 +57,7 @@ class PlanError(OpsflowError):
 
 class TrainingError(OpsflowError):
     """A training job failed or produced no usable model."""
+
+
+class AlertError(OpsflowError):
+    """A webhook payload that is not a valid alert of its source; the sender gets a 4xx saying why."""

@@ -138,15 +138,25 @@ class LlamaCppSettings(_Section):
 class SlackSettings(_Section):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
-    app_token: SecretStr | None = Field(None, description="xapp- token; set it to use Socket Mode.")
+    app_token: SecretStr | None = Field(None, description="xapp- token; set it to use Socket Mode instead of HTTP.")
     api_url: str = "https://slack.com/api/"
     admins: Annotated[tuple[str, ...], NoDecode] = Field((), description="Comma-separated user or group ids.")
+    channels: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated channel ids where the bot may answer mentions; empty = any it is in."
+    )
+    upvote_emoji: Annotated[tuple[str, ...], NoDecode] = Field(("+1", "thumbsup"), description="Reactions that vote up.")
+    downvote_emoji: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("-1", "thumbsdown"), description="Reactions that vote down."
+    )
+    attach_picture: bool = Field(False, description="Upload the workflow's flowchart (PNG) into the thread.")
+    doc_base_url: str | None = Field(None, description="Sources link to <doc_base_url>/<doc_id> when set.")
+    answer_timeout_s: float = Field(120.0, gt=0, description="An answer taking longer is replaced by an apology.")
 
-    @field_validator("admins", mode="before")
+    @field_validator("admins", "channels", "upvote_emoji", "downvote_emoji", mode="before")
     @classmethod
-    def _split_admins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return tuple(a.strip() for a in value.split(",") if a.strip())
+            return tuple(a.strip().strip(":") for a in value.split(",") if a.strip())
         return value
 
     @field_validator("api_url")
@@ -161,9 +171,26 @@ class HttpSettings(_Section):
     port: int = Field(3000, ge=0, le=65535)
 
 
+class AlertRoute(_Section):
+    """Alerts whose labels include every pair of ``match`` go to ``channel``."""
+
+    match: dict[str, str]
+    channel: str
+
+
 class AlertSettings(_Section):
     token: SecretStr | None = Field(None, description="Bearer token for Alertmanager, Grafana and generic webhooks.")
+    pagerduty_secret: SecretStr | None = Field(None, description="Signing secret of the PagerDuty v3 webhook.")
     default_channel: str | None = None
+    routes: tuple[AlertRoute, ...] = Field(
+        (), description='JSON list, first match wins: [{"match": {"team": "db"}, "channel": "C123"}].'
+    )
+    queue_size: int = Field(1000, gt=0, description="Alerts waiting to be posted; beyond it webhooks get 503.")
+    workers: int = Field(4, gt=0, description="Alert groups posted concurrently.")
+    answer: bool = Field(True, description="Answer a new alert thread with a workflow.")
+    flap_window_s: float = Field(
+        300.0, ge=0, description="A group that fires again this soon after resolving is edited, not re-announced."
+    )
 
 
 def _default_data_dir() -> Path:

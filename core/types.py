@@ -6,6 +6,7 @@ returns a ``Retrieval`` (passages and nodes with their provenance).
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any, Literal
 
@@ -192,3 +193,28 @@ class Answer(_Frozen):
     model: str
     confidence: float | None = Field(None, description="The Scorer's verdict on the workflow, 0–1.")
     latency_ms: float = 0.0
+
+
+AlertSource = Literal["alertmanager", "grafana", "pagerduty", "generic"]
+
+
+class Alert(_Frozen):
+    """One alert from any source, normalised: what the bot threads, routes and answers."""
+
+    source: AlertSource
+    fingerprint: str = Field(description="Identifies this alert within its source (same alert, same fingerprint).")
+    group_key: str = Field(description="Alerts with the same key share one Slack thread.")
+    status: Literal["firing", "resolved"]
+    name: str = Field(description="The alert's name, e.g. Alertmanager's alertname label.")
+    severity: str = ""
+    summary: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    starts_at: dt.datetime | None = None
+    ends_at: dt.datetime | None = None
+    url: str = Field("", description="Where the source shows it (generator URL, incident link).")
+
+    @property
+    def question(self) -> str:
+        """What the bot asks its knowledge base about this alert."""
+        return " ".join(part for part in (self.name, self.summary) if part)

@@ -2,7 +2,8 @@
 
 SQLAlchemy 2 on SQLite (default, under the data directory) or PostgreSQL (by URL). Writes are
 committed before the call returns, so a caller may acknowledge only after ``await`` completes.
-Later tables (interactions, feedback, alerts, model versions) join ``_Base`` here.
+Every table lives here (one metadata, created on first use); the record types of other modules
+(the model registry, executor runs) read and write them through ``RecordStore.transaction``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from sqlalchemy import JSON, DateTime, Dialect, Integer, String, TypeDecorator, create_engine, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -38,11 +53,11 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-class _Base(DeclarativeBase):
+class Record(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, dt.datetime: UtcDateTime}
 
 
-class AuditEvent(_Base):
+class AuditEvent(Record):
     """Who did what, when: ingests, admin commands, approvals, promotions."""
 
     __tablename__ = "audit_events"
@@ -52,6 +67,142 @@ class AuditEvent(_Base):
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Interaction(Record):
+    """One answer the bot gave: the question, the exact context and model, and where it was posted."""
+
+    __tablename__ = "interactions"
+    __table_args__ = (UniqueConstraint("channel", "message_ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
+    origin: Mapped[str] = mapped_column(String(20))  # slack | alert | cli | checks
+    user: Mapped[str] = mapped_column(String(200), default="")
+    channel: Mapped[str | None] = mapped_column(String(100), default=None)
+    thread_ts: Mapped[str | None] = mapped_column(String(40), default=None)
+    message_ts: Mapped[str | None] = mapped_column(String(40), default=None)  # the bot's answer message
+    query: Mapped[str] = mapped_column(Text)
+    answer: Mapped[dict[str, Any]] = mapped_column(default=dict)  # Answer.model_dump(mode="json")
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)  # retrieved chunk ids, doc ids, scores
+    model: Mapped[str] = mapped_column(String(200), default="")
+    planner: Mapped[str] = mapped_column(String(40), default="")
+    abstained: Mapped[bool] = mapped_column(default=False)
+    alert_group: Mapped[str | None] = mapped_column(String(300), default=None, index=True)
+
+
+class Feedback(Record):
+    """One person's judgement of one answer; a later judgement replaces the earlier (last write wins)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("interaction_id", "user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("interactions.id", ondelete="CASCADE"), index=True)
+    user: Mapped[str] = mapped_column(String(200))
+    vote: Mapped[int] = mapped_column(default=0)  # +1, -1, or 0 (withdrawn / none)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    corrected: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # Workflow.model_dump
+    step_flags: Mapped[dict[str, Any]] = mapped_column(default=dict)  # step id -> wrong | incomplete | dangerous
+    via: Mapped[str] = mapped_column(String(20), default="")  # reaction | button | modal | edit
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
+
+
+class SeenEvent(Record):
+    """Slack event ids already handled, so Slack's retries are not answered twice (across restarts)."""
+
+    __tablename__ = "seen_events"
+
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
+
+
+class AlertRecord(Record):
+    """An alert as received, kept before the webhook is acknowledged; ``posted_at`` once it reached Slack."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
+    source: Mapped[str] = mapped_column(String(20))
+    fingerprint: Mapped[str] = mapped_column(String(200), index=True)
+    group_key: Mapped[str] = mapped_column(String(300), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    alert: Mapped[dict[str, Any]] = mapped_column(default=dict)  # Alert.model_dump(mode="json")
+    posted_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+
+
+class AlertThread(Record):
+    """The one Slack thread of an alert group."""
+
+    __tablename__ = "alert_threads"
+
+    group_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    thread_ts: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))  # firing | resolved
+    firing: Mapped[dict[str, Any]] = mapped_column(default=dict)  # fingerprint -> alert name, still firing
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ModelVersion(Record):
+    """A trained planner or scorer: what it was trained from and how it did at the gate."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    target: Mapped[str] = mapped_column(String(20), index=True)  # planner | scorer
+    method: Mapped[str] = mapped_column(String(20))  # sft | dpo | grpo | kto
+    base: Mapped[str] = mapped_column(String(500))
+    adapter: Mapped[str | None] = mapped_column(String(500), default=None)  # adapter directory / GGUF path
+    data_hash: Mapped[str] = mapped_column(String(80), default="")
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)  # before/after gate metrics
+    status: Mapped[str] = mapped_column(String(20), default="candidate", index=True)  # candidate|promoted|retired|rejected
+    trigger: Mapped[str] = mapped_column(String(200), default="")  # who or which schedule
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+
+
+class ExecutorRun(Record):
+    """One run of a workflow's checks (a trajectory): steps, tool results, decisions, approvals, outcome."""
+
+    __tablename__ = "executor_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    interaction_id: Mapped[int | None] = mapped_column(ForeignKey("interactions.id"), default=None, index=True)
+    user: Mapped[str] = mapped_column(String(200), default="")
+    query: Mapped[str] = mapped_column(Text, default="")
+    incident: Mapped[str] = mapped_column(String(500), default="", index=True)  # leading runbook / incident name
+    workflow: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    steps: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"events": [...]} in the order they happened
+    state: Mapped[str] = mapped_column(String(30), default="running")  # running | waiting_approval | finished
+    outcome: Mapped[str | None] = mapped_column(String(30), default=None)  # resolved | not_resolved
+
+
+class Approval(Record):
+    """A write step's approval: one row per run and step, so a second click cannot run it twice."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("run_id", "step_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("executor_runs.id", ondelete="CASCADE"), index=True)
+    step_id: Mapped[str] = mapped_column(String(100))
+    action: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    requested_at: Mapped[dt.datetime] = mapped_column(default=_now)
+    decision: Mapped[str] = mapped_column(String(20), default="pending")  # pending | approved | rejected
+    decided_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    output: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str | None] = mapped_column(String(30), default=None)  # ok | error | refused
 
 
 class RecordStore:
@@ -67,11 +218,13 @@ class RecordStore:
             if self.url.startswith("sqlite:///"):
                 Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self._engine = create_engine(self.url, pool_pre_ping=True)
-            _Base.metadata.create_all(self._engine)
+            Record.metadata.create_all(self._engine)
             self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._sessions()
 
-    async def _run(self, fn: Callable[[Session], T]) -> T:
+    async def transaction(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in one committed transaction, off the event loop."""
+
         def work() -> T:
             with self._session() as session, session.begin():
                 return fn(session)
@@ -89,7 +242,7 @@ class RecordStore:
             session.add(event)
             return event
 
-        return await self._run(add)
+        return await self.transaction(add)
 
     async def audit_log(self, *, action: str | None = None, limit: int = 50) -> list[AuditEvent]:
         """The latest events, newest first."""
@@ -100,7 +253,142 @@ class RecordStore:
                 query = query.where(AuditEvent.action == action)
             return list(session.scalars(query))
 
-        return await self._run(read)
+        return await self.transaction(read)
+
+    async def first_sighting(self, event_id: str, *, keep: dt.timedelta = dt.timedelta(days=1)) -> bool:
+        """Remember ``event_id``; True the first time it is seen, False for a retry or a duplicate."""
+
+        def mark(session: Session) -> bool:
+            session.execute(delete(SeenEvent).where(SeenEvent.seen_at < _now() - keep))
+            try:
+                with session.begin_nested():
+                    session.add(SeenEvent(event_id=event_id))
+            except IntegrityError:
+                return False
+            return True
+
+        return await self.transaction(mark)
+
+    async def add_interaction(self, interaction: Interaction) -> Interaction:
+        """Record an answer (before or after it is posted); returns it with its id."""
+
+        def add(session: Session) -> Interaction:
+            session.add(interaction)
+            session.flush()
+            return interaction
+
+        return await self.transaction(add)
+
+    async def update_interaction(self, interaction_id: int, **values: Any) -> None:
+        """Change fields of a recorded answer (e.g. the ts of the message it was posted as)."""
+
+        def update(session: Session) -> None:
+            row = session.get(Interaction, interaction_id)
+            if row is None:
+                raise KeyError(interaction_id)
+            for name, value in values.items():
+                setattr(row, name, value)
+
+        await self.transaction(update)
+
+    async def interaction(self, interaction_id: int) -> Interaction | None:
+        return await self.transaction(lambda session: session.get(Interaction, interaction_id))
+
+    async def interaction_at(self, channel: str, message_ts: str) -> Interaction | None:
+        """The answer posted as this message, or None when the message is not one of the bot's answers."""
+
+        def read(session: Session) -> Interaction | None:
+            query = select(Interaction).where(Interaction.channel == channel, Interaction.message_ts == message_ts)
+            return session.scalars(query).first()
+
+        return await self.transaction(read)
+
+    async def thread_history(self, channel: str, thread_ts: str, *, limit: int = 5) -> list[Interaction]:
+        """The earlier answers in a Slack thread, oldest first: a follow-up's context."""
+
+        def read(session: Session) -> list[Interaction]:
+            query = (
+                select(Interaction)
+                .where(Interaction.channel == channel, Interaction.thread_ts == thread_ts)
+                .order_by(Interaction.id.desc())
+                .limit(limit)
+            )
+            return list(reversed(list(session.scalars(query))))
+
+        return await self.transaction(read)
+
+    async def record_feedback(self, interaction_id: int, user: str, *, via: str, **values: Any) -> Feedback:
+        """Merge ``values`` (vote, reason, corrected, step_flags) into this user's feedback on the answer.
+
+        One row per user and answer: the latest vote wins, and a reason or correction given later
+        is kept alongside it. ``step_flags`` are merged by step.
+        """
+
+        def upsert(session: Session) -> Feedback:
+            query = select(Feedback).where(Feedback.interaction_id == interaction_id, Feedback.user == user)
+            row = session.scalars(query.with_for_update()).first()
+            if row is None:
+                row = Feedback(interaction_id=interaction_id, user=user, vote=0, reason="", step_flags={})
+                session.add(row)
+            flags = values.pop("step_flags", None)
+            if flags:
+                row.step_flags = {**row.step_flags, **flags}
+            for name, value in values.items():
+                setattr(row, name, value)
+            row.via, row.updated_at = via, _now()
+            session.flush()
+            return row
+
+        try:
+            return await self.transaction(upsert)
+        except IntegrityError:  # two first votes raced; the row exists now
+            return await self.transaction(upsert)
+
+    async def feedback(self, *, limit: int = 100) -> list[tuple[Feedback, Interaction]]:
+        """The latest feedback with the answers it judges, newest first."""
+
+        def read(session: Session) -> list[tuple[Feedback, Interaction]]:
+            query = (
+                select(Feedback, Interaction)
+                .join(Interaction, Feedback.interaction_id == Interaction.id)
+                .order_by(Feedback.updated_at.desc(), Feedback.id.desc())
+                .limit(limit)
+            )
+            return [(f, i) for f, i in session.execute(query)]
+
+        return await self.transaction(read)
+
+    async def add_alerts(self, alerts: list[AlertRecord]) -> list[AlertRecord]:
+        """Store received alerts in one transaction; the webhook is acknowledged after this returns."""
+
+        def add(session: Session) -> list[AlertRecord]:
+            session.add_all(alerts)
+            session.flush()
+            return alerts
+
+        return await self.transaction(add)
+
+    async def unposted_alerts(self, *, limit: int = 10_000) -> list[AlertRecord]:
+        """Alerts stored but not yet in Slack (e.g. received just before a restart), oldest first."""
+
+        def read(session: Session) -> list[AlertRecord]:
+            query = select(AlertRecord).where(AlertRecord.posted_at.is_(None)).order_by(AlertRecord.id).limit(limit)
+            return list(session.scalars(query))
+
+        return await self.transaction(read)
+
+    async def mark_alerts_posted(self, ids: list[int]) -> None:
+        def mark(session: Session) -> None:
+            for row in session.scalars(select(AlertRecord).where(AlertRecord.id.in_(ids))):
+                row.posted_at = _now()
+
+        await self.transaction(mark)
+
+    async def alert_thread(self, group_key: str) -> AlertThread | None:
+        return await self.transaction(lambda session: session.get(AlertThread, group_key))
+
+    async def save_alert_thread(self, thread: AlertThread) -> AlertThread:
+        return await self.transaction(lambda session: session.merge(thread))
 
     async def aclose(self) -> None:
         if self._engine is not None:
