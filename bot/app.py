@@ -7,7 +7,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.alerting import AlertDispatcher
+from bot.ingest import ingest
+from bot.metrics import Metrics
 from bot.service import Service
+from bot.slack import SlackBot
+from core.errors import ConfigError
 from core.settings import GraphSettings, RetrievalSettings, Settings
 from generation.extraction import LlmIncidentExtractor
 from generation.ollama import OllamaChatModel
@@ -76,6 +83,7 @@ class Knowledge:
     records: RecordStore
     service: Service
     embedder: Embedder
+    chat: ChatModel
 
 
 @asynccontextmanager
@@ -107,4 +115,56 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
         wants_scorer = settings.planner.samples > 1 or settings.planner.min_score is not None
         planner, scorer = LlmPlanner(chat), Scorer(chat) if wants_scorer else None
         service = Service(retriever, settings.planner, planner, scorer)
-        yield Knowledge(index, graph, builder, retriever, records, service, embedder)
+        yield Knowledge(index, graph, builder, retriever, records, service, embedder, chat)
+
+
+@dataclass
+class Bot:
+    """The serving side: the knowledge, the Slack app, the alert dispatcher and their metrics."""
+
+    settings: Settings
+    kb: Knowledge
+    slack: SlackBot
+    alerts: AlertDispatcher
+    metrics: Metrics
+
+
+def build_bot(settings: Settings, kb: Knowledge, *, client: AsyncWebClient | None = None) -> Bot:
+    """Assemble the bot around an opened knowledge base; ``client`` replaces the Slack Web API client."""
+    cfg = settings.slack
+    if cfg.bot_token is None and client is None:
+        raise ConfigError("Slack is not configured: set OPSFLOW_SLACK__BOT_TOKEN")
+    if cfg.signing_secret is None and cfg.app_token is None:
+        raise ConfigError("set OPSFLOW_SLACK__SIGNING_SECRET (HTTP mode) or OPSFLOW_SLACK__APP_TOKEN (Socket Mode)")
+    metrics = Metrics()
+    base = cfg.doc_base_url.rstrip("/") if cfg.doc_base_url else None
+
+    async def ingest_command(args: str, user: str) -> str:
+        paths = [Path(p) for p in args.split()]
+        if not paths or not all(p.exists() for p in paths):
+            return "Usage: `/opsflow ingest PATH…` with paths on the bot's machine."
+        report = await ingest(paths, kb.builder, max_bytes=settings.ingest.max_document_bytes)
+        await kb.records.audit(user, "ingest", {"paths": [str(p) for p in paths], **report.as_dict()})
+        failed = "".join(f"\n• `{doc}`: {why}" for doc, why in report.failed[:10])
+        return (
+            f"Ingest done in {report.seconds:.0f} s: {len(report.added)} added, {len(report.changed)} changed, "
+            f"{report.unchanged} unchanged, {len(report.removed)} removed, {len(report.failed)} skipped.{failed}"
+        )
+
+    async def status() -> str:
+        counts = {**await kb.index.counts(), **await kb.graph.counts()}
+        facts = ", ".join(f"{v} {k}" for k, v in counts.items())
+        return f"opsflow knows {facts}. Planner: {settings.planner.kind}; model: {kb.chat.name}."
+
+    slack = SlackBot(
+        cfg,
+        kb.service,
+        kb.records,
+        metrics,
+        client=client,
+        doc_url=(lambda doc_id: f"{base}/{doc_id}") if base else None,
+        admin_commands={"ingest": ingest_command},
+        status=status,
+    )
+    alerts = AlertDispatcher(settings.alerts, kb.records, slack, metrics)
+    return Bot(settings, kb, slack, alerts, metrics)

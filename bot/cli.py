@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from bot.app import open_knowledge
+from bot.app import build_bot, open_knowledge
 from bot.evaluation import evaluate, evaluate_retrieval, load_cases, markdown_report
 from bot.ingest import IngestReport, ingest
+from bot.logs import configure_logging
+from bot.server import serve_forever
 from bot.service import PlannerKind
 from core.errors import OpsflowError
 from core.settings import Settings
 from core.types import Answer, Retrieval
 from generation.rendering import render_markdown
+from trainer.store import Feedback, Interaction, RecordStore
 
 T = TypeVar("T")
 
@@ -252,3 +255,73 @@ def eval_command(
         click.echo(f"latency p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms")
     else:
         click.echo(markdown_report(summary))
+
+
+@main.command("serve")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"]))
+def serve_command(log_level: str) -> None:
+    """Run the Slack app and the alert webhooks (OPSFLOW_HTTP__HOST:PORT) until SIGTERM."""
+    settings = _settings()
+    secrets = [s.get_secret_value() for s in _secrets(settings)]
+    configure_logging(log_level, secrets)
+
+    async def work() -> None:
+        async with open_knowledge(settings) as kb:
+            await serve_forever(build_bot(settings, kb))
+
+    _run(work())
+
+
+def _secrets(settings: Settings) -> list[SecretStr]:
+    slack, alerts = settings.slack, settings.alerts
+    values = (slack.bot_token, slack.signing_secret, slack.app_token, alerts.token, alerts.pagerduty_secret)
+    return [v for v in (*values, settings.retrieval.es_api_key, settings.graph.neo4j_password) if v]
+
+
+@main.group("feedback")
+def feedback_group() -> None:
+    """What people said about the bot's answers."""
+
+
+@feedback_group.command("list")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
+def feedback_list_command(limit: int, as_json: bool) -> None:
+    """The latest feedback, newest first: answer, user, vote, reason, edits, time."""
+    settings = _settings()
+
+    async def work() -> list[dict[str, Any]]:
+        records = RecordStore(settings.records_url)
+        try:
+            return [_feedback_row(f, i) for f, i in await records.feedback(limit=limit)]
+        finally:
+            await records.aclose()
+
+    rows = _run(work())
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no feedback yet")
+    for row in rows:
+        vote = {1: "👍", -1: "👎", 0: "·"}[row["vote"]]
+        extras = [f"reason: {row['reason']}"] if row["reason"] else []
+        extras += ["edited"] if row["corrected"] else []
+        extras += [f"flags: {row['step_flags']}"] if row["step_flags"] else []
+        click.echo(f"{row['at']}  #{row['answer']} {vote} {row['user']}  {row['query'][:60]!r}  {'; '.join(extras)}")
+
+
+def _feedback_row(feedback: Feedback, interaction: Interaction) -> dict[str, Any]:
+    return {
+        "answer": interaction.id,
+        "query": interaction.query,
+        "model": interaction.model,
+        "user": feedback.user,
+        "vote": feedback.vote,
+        "reason": feedback.reason,
+        "corrected": feedback.corrected,
+        "step_flags": feedback.step_flags,
+        "via": feedback.via,
+        "at": feedback.updated_at.isoformat(timespec="seconds"),
+    }

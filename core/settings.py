@@ -193,6 +193,87 @@ class AlertSettings(_Section):
     )
 
 
+class TrainSettings(_Section):
+    """The learning loop: what is trained from what, and when a candidate may replace the served model."""
+
+    base_model: str | None = Field(
+        None, description="GGUF file or Hugging Face model directory to train; default: the packaged gemma3-270m."
+    )
+    output_dir: Path | None = Field(None, description="Datasets and adapters; default: <data_dir>/models/adapters.")
+    min_new_feedback: int = Field(10, ge=0, description="Feedback since the last training a scheduled run needs.")
+    gate_margin: float = Field(0.02, ge=0, le=1, description="How far overall_f1 may drop before a candidate is refused.")
+    eval_cases: Path | None = Field(
+        None, description="Cases (opsflow eval format) the gate adds to the held-back answers; default: none."
+    )
+    seed: int = Field(0, description="Seed of the train/eval split, shuffles and the job.")
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="Share of questions held back for evaluation.")
+    min_pairs: int = Field(32, ge=0, description="Synthesised context-richness pairs fill the human pairs up to this.")
+    max_per_question: int = Field(8, ge=1, description="Rows kept per question, so one frequent incident cannot dominate.")
+    knowledge_questions: int = Field(200, ge=0, description="Questions built from the knowledge base, at most.")
+    reload_s: float = Field(30.0, gt=0, description="How often serving looks for a newly promoted model.")
+    lease_s: float = Field(60.0, ge=5, description="Scheduler lease; another replica takes over once it expires.")
+    timezone: str = Field("UTC", description="Time zone of schedule cron expressions.")
+
+
+_READ_COMMANDS = (
+    ("kubectl", "get"), ("kubectl", "describe"), ("kubectl", "logs"), ("kubectl", "top"),
+    ("kubectl", "rollout", "status"), ("kubectl", "rollout", "history"), ("dig",), ("ping", "-c"),
+)  # fmt: skip
+_WRITE_COMMANDS = (("kubectl", "rollout", "restart"), ("kubectl", "rollout", "undo"), ("kubectl", "scale"))
+
+
+class ToolSettings(_Section):
+    """The tools workflow steps may call (the catalogue), their allowlists, budgets and approvers."""
+
+    prometheus_url: str | None = Field(None, description="Prometheus base URL; unset = no query tools.")
+    http_probe_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated host or host:port the HTTP probe may call; empty = no probe tool."
+    )
+    commands: tuple[tuple[str, ...], ...] = Field(
+        _READ_COMMANDS, description='JSON list of argv prefixes of read-only commands: [["kubectl", "get"], ["dig"]].'
+    )
+    write_commands: tuple[tuple[str, ...], ...] = Field(
+        _WRITE_COMMANDS, description="argv prefixes of commands that change the system: they run only when approved."
+    )
+    command_env: dict[str, str] = Field(
+        {"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        description="The whole environment of commands (JSON), e.g. KUBECONFIG; nothing else of opsflow's is passed.",
+    )
+    webhooks: dict[str, str] = Field({}, description='JSON name → URL a write step may POST to: {"failover": "…"}.')
+    approvers: dict[str, tuple[str, ...]] = Field(
+        {}, description='JSON channel id → user ids who may approve writes there: {"C123": ["U1", "U2"]}.'
+    )
+    step_timeout_s: float = Field(10.0, gt=0, description="Deadline of one tool call.")
+    run_timeout_s: float = Field(120.0, gt=0, description="Deadline of a run's probes, all together.")
+    output_bytes: int = Field(65_536, ge=1024, description="Output kept from one call; a command is stopped beyond it.")
+    run_output_bytes: int = Field(524_288, ge=1024, description="Output a run may collect before it stops.")
+    concurrency: int = Field(4, ge=1, le=32, description="Independent probes run at the same time.")
+    auto_check_channels: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Comma-separated channels where an alert's workflow gets its read-only checks run."
+    )
+
+    @field_validator("http_probe_hosts", "auto_check_channels", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(a.strip() for a in value.split(",") if a.strip())
+        return value
+
+    @field_validator("http_probe_hosts")
+    @classmethod
+    def _hosts_lower_case(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(h.lower() for h in value)
+
+    @model_validator(mode="after")
+    def _reads_cannot_cover_writes(self) -> ToolSettings:
+        if any(not p for p in (*self.commands, *self.write_commands)):
+            raise ValueError("tools.commands and tools.write_commands need non-empty argv prefixes")
+        for read in self.commands:
+            if covered := [w for w in self.write_commands if w[: len(read)] == read]:
+                raise ValueError(f"tools.commands entry {list(read)} would allow the write command {list(covered[0])}")
+        return self
+
+
 def _default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "opsflow"
 
@@ -216,6 +297,8 @@ class Settings(BaseSettings):
     slack: SlackSettings = SlackSettings()
     http: HttpSettings = HttpSettings()
     alerts: AlertSettings = AlertSettings()
+    train: TrainSettings = TrainSettings()
+    tools: ToolSettings = ToolSettings()
 
     @model_validator(mode="after")
     def _ollama_needs_a_model(self) -> Settings:

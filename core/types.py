@@ -218,3 +218,47 @@ class Alert(_Frozen):
     def question(self) -> str:
         """What the bot asks its knowledge base about this alert."""
         return " ".join(part for part in (self.name, self.summary) if part)
+
+
+ToolMode = Literal["read", "write"]
+ToolStatus = Literal["ok", "error", "no_data", "refused", "timeout"]
+
+
+class ToolSpec(_Frozen):
+    """A tool a workflow step may call, as the deployment configured it; its ``mode`` is the only
+    source of truth for whether a call changes the system (text in a document never decides it)."""
+
+    name: str
+    description: str
+    mode: ToolMode
+    args: dict[str, Any] = Field(description="JSON schema of the arguments.")
+
+
+class ToolResult(_Frozen):
+    """What one tool call came to. Failures are values: ``error`` (the call failed), ``no_data`` (it
+    worked and found nothing), ``refused`` (not allowed or bad arguments), ``timeout``."""
+
+    status: ToolStatus
+    summary: str = Field("", description="Condensed and redacted: what people and models are shown.")
+    data: dict[str, Any] | None = Field(None, description="A small structured value, e.g. the numbers a rule reads.")
+    duration_ms: float = 0.0
+
+
+RunEventKind = Literal[
+    "started", "probe", "decision", "undecided", "approval_requested", "approved", "rejected", "write",
+    "finished", "stopped", "outcome",
+]  # fmt: skip
+
+
+class RunEvent(_Frozen):
+    """One thing that happened in a run of a workflow's checks (a trajectory step), in order."""
+
+    kind: RunEventKind
+    step_id: str | None = None
+    text: str = Field("", description="The step's text, or what happened, in words (redacted).")
+    action: Action | None = None
+    result: ToolResult | None = None
+    branch: Literal["yes", "no"] | None = None
+    reason: str = ""
+    user: str = ""
+    at: dt.datetime

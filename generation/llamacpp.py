@@ -137,6 +137,11 @@ class LlamaCppChatModel:
         call = functools.partial(self._complete_blocking, list(messages), schema_json, max_tokens)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
+    async def ping(self) -> None:
+        """The model file (and adapter) can be found; loading is left to the first ``complete``."""
+        if self._llm is None:
+            await asyncio.to_thread(lambda: (self._model_file(), self._lora_file()))
+
     async def aclose(self) -> None:
         """Free the model and stop the worker; a later ``complete`` loads it again."""
         executor, self._executor = self._executor, None

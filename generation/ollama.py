@@ -56,6 +56,15 @@ class OllamaChatModel:
             )
         return str(response.message.content or "")
 
+    async def ping(self) -> None:
+        with map_ollama_errors(self._cfg.host, self._cfg.model):
+            listed = await self._ollama().list()
+        names = {m.model for m in listed.models}
+        if self._cfg.model not in names and f"{self._cfg.model}:latest" not in names:
+            raise ModelUnavailable(
+                f"Ollama at {self._cfg.host} does not have {self._cfg.model} (ollama pull it)", backend="ollama"
+            )
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()

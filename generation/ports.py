@@ -25,6 +25,10 @@ class ChatModel(Protocol):
         longer than its context)."""
         ...
 
+    async def ping(self) -> None:
+        """Check the model can be reached without generating (health checks); raises ``ModelUnavailable``."""
+        ...
+
     async def aclose(self) -> None:
         """Release the model or the connection."""
         ...

@@ -21,6 +21,12 @@ FEEDBACK_DOWN = "feedback_down"
 EDIT_WORKFLOW = "edit_workflow"
 RUN_CHECKS = "run_checks"
 ESCALATE = "escalate"
+FLAG_STEP = "flag_step"
+STEP_FLAGS = {
+    "wrong": "This step is wrong",
+    "incomplete": "Something is missing here",
+    "dangerous": "This is dangerous",
+}
 
 # Slack's Block Kit limits (https://docs.slack.dev/reference/block-kit).
 MAX_BLOCKS = 50
@@ -146,9 +152,18 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_SECTION)}}
 
 
-def _button(text: str, action_id: str, style: str | None = None) -> dict[str, Any]:
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
     button = {"type": "button", "text": {"type": "plain_text", "text": _clip(text, MAX_BUTTON), "emoji": True}}
-    return button | {"action_id": action_id, "value": ""} | ({"style": style} if style else {})
+    return button | {"action_id": action_id, "value": value} | ({"style": style} if style else {})
+
+
+def _flag_menu(step: Step, answer_id: str) -> dict[str, Any]:
+    """The per-step overflow menu; an option's value carries the answer, the step and the flag."""
+    options = [
+        {"text": {"type": "plain_text", "text": label}, "value": f"{answer_id}|{flag}|{step.id}"[:150]}
+        for flag, label in STEP_FLAGS.items()
+    ]
+    return {"type": "overflow", "action_id": FLAG_STEP, "options": options}
 
 
 def _header(text: str) -> dict[str, Any]:
@@ -187,7 +202,7 @@ def _step_text(step: Step, doc_url: DocUrl | None) -> str:
     return head + _mrkdwn(step.text, MAX_SECTION - len(head + tail + sources)) + tail + sources
 
 
-def _abstention_blocks(answer: Answer, doc_url: DocUrl | None) -> list[dict[str, Any]]:
+def _abstention_blocks(answer: Answer, doc_url: DocUrl | None, answer_id: str) -> list[dict[str, Any]]:
     searched = _fit((f"• {_doc_link(d, doc_url)}" for d in answer.searched), 2900, "\n", "…and {n} more")
     return [
         _header("No runbook matches"),
@@ -197,23 +212,29 @@ def _abstention_blocks(answer: Answer, doc_url: DocUrl | None) -> list[dict[str,
         ),
         _section(f"*Nearest documents searched:*\n{searched or '(nothing)'}"),
         _context(answer),
-        {"type": "actions", "elements": [_button("Escalate", ESCALATE, "danger")]},
+        {"type": "actions", "elements": [_button("Escalate", ESCALATE, answer_id, "danger")]},
     ]
 
 
-def render_slack_blocks(answer: Answer, *, doc_url: DocUrl | None = None) -> list[dict[str, Any]]:
-    """The answer as a Block Kit card within Slack's limits (at most ``MAX_BLOCKS`` blocks)."""
+def render_slack_blocks(answer: Answer, *, doc_url: DocUrl | None = None, answer_id: str = "") -> list[dict[str, Any]]:
+    """The answer as a Block Kit card within Slack's limits (at most ``MAX_BLOCKS`` blocks).
+
+    ``answer_id`` (the recorded interaction) is the value of every button and step menu, so feedback
+    finds the answer it judges; without one the card has no per-step menus.
+    """
     if answer.abstained or answer.workflow is None:
-        return _abstention_blocks(answer, doc_url)
+        return _abstention_blocks(answer, doc_url, answer_id)
     steps = answer.workflow.steps
     room = MAX_BLOCKS - 3  # header, context and actions
     shown = steps if len(steps) <= room else steps[: room - 1]
     sections = [_section(_step_text(s, doc_url)) for s in shown]
+    if answer_id:
+        sections = [sec | {"accessory": _flag_menu(s, answer_id)} for sec, s in zip(sections, shown, strict=True)]
     if rest := steps[len(shown) :]:
         lines = (f"{_MARK[s.type]} *{_mrkdwn(s.id, 100)}* {_mrkdwn(_one_line(s.text), 300)}" for s in rest)
         sections.append(_section(_fit(lines, MAX_SECTION, "\n", "…and {n} more steps")))
-    buttons = [_button("👍", FEEDBACK_UP), _button("👎", FEEDBACK_DOWN)]
-    buttons += [_button("Edit", EDIT_WORKFLOW), _button("Run checks", RUN_CHECKS)]
+    buttons = [_button("👍", FEEDBACK_UP, answer_id), _button("👎", FEEDBACK_DOWN, answer_id)]
+    buttons += [_button("Edit", EDIT_WORKFLOW, answer_id), _button("Run checks", RUN_CHECKS, answer_id)]
     return [_header(answer.workflow.title), _context(answer), *sections, {"type": "actions", "elements": buttons}]
 
 

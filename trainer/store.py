@@ -28,9 +28,8 @@ from sqlalchemy import (
     delete,
     select,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from core.errors import BackendUnavailable
@@ -164,7 +163,7 @@ class ModelVersion(Record):
     adapter: Mapped[str | None] = mapped_column(String(500), default=None)  # adapter directory / GGUF path
     data_hash: Mapped[str] = mapped_column(String(80), default="")
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)  # before/after gate metrics
-    status: Mapped[str] = mapped_column(String(20), default="candidate", index=True)  # candidate|promoted|retired|rejected
+    status: Mapped[str] = mapped_column(String(20), default="candidate", index=True)  # candidate|promoted|retired…
     trigger: Mapped[str] = mapped_column(String(200), default="")  # who or which schedule
     promoted_at: Mapped[dt.datetime | None] = mapped_column(default=None)
 
@@ -183,7 +182,9 @@ class ExecutorRun(Record):
     incident: Mapped[str] = mapped_column(String(500), default="", index=True)  # leading runbook / incident name
     workflow: Mapped[dict[str, Any]] = mapped_column(default=dict)
     steps: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"events": [...]} in the order they happened
-    state: Mapped[str] = mapped_column(String(30), default="running")  # running | waiting_approval | finished
+    state: Mapped[str] = mapped_column(String(30), default="running")  # running | waiting_approval | finished | stopped
+    channel: Mapped[str | None] = mapped_column(String(100), default=None)  # where it runs; approvals only there
+    thread_ts: Mapped[str | None] = mapped_column(String(40), default=None)
     outcome: Mapped[str | None] = mapped_column(String(30), default=None)  # resolved | not_resolved
 
 
@@ -203,6 +204,16 @@ class Approval(Record):
     decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     output: Mapped[str] = mapped_column(Text, default="")
     outcome: Mapped[str | None] = mapped_column(String(30), default=None)  # ok | error | refused
+
+
+class Lease(Record):
+    """A named role one process holds until ``expires_at`` unless it renews it (the training scheduler)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[dt.datetime] = mapped_column()
 
 
 class RecordStore:
@@ -344,6 +355,13 @@ class RecordStore:
         except IntegrityError:  # two first votes raced; the row exists now
             return await self.transaction(upsert)
 
+    async def user_feedback(self, interaction_id: int, user: str) -> Feedback | None:
+        def read(session: Session) -> Feedback | None:
+            query = select(Feedback).where(Feedback.interaction_id == interaction_id, Feedback.user == user)
+            return session.scalars(query).first()
+
+        return await self.transaction(read)
+
     async def feedback(self, *, limit: int = 100) -> list[tuple[Feedback, Interaction]]:
         """The latest feedback with the answers it judges, newest first."""
 
@@ -368,12 +386,14 @@ class RecordStore:
 
         return await self.transaction(add)
 
-    async def unposted_alerts(self, *, limit: int = 10_000) -> list[AlertRecord]:
+    async def unposted_alerts(self, group_key: str | None = None, *, limit: int = 10_000) -> list[AlertRecord]:
         """Alerts stored but not yet in Slack (e.g. received just before a restart), oldest first."""
 
         def read(session: Session) -> list[AlertRecord]:
-            query = select(AlertRecord).where(AlertRecord.posted_at.is_(None)).order_by(AlertRecord.id).limit(limit)
-            return list(session.scalars(query))
+            query = select(AlertRecord).where(AlertRecord.posted_at.is_(None))
+            if group_key is not None:
+                query = query.where(AlertRecord.group_key == group_key)
+            return list(session.scalars(query.order_by(AlertRecord.id).limit(limit)))
 
         return await self.transaction(read)
 

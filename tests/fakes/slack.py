@@ -1,0 +1,134 @@
+"""A loopback Slack Web API: the methods opsflow calls, answered as Slack documents them, and recorded.
+
+Methods take form-encoded or JSON bodies (slack_sdk sends block-carrying calls as JSON). Messages get
+increasing ``ts`` values; ``rate_limit(method, times)`` makes the next calls answer 429 with
+``Retry-After`` like Slack's tiers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+
+
+@dataclass
+class FakeSlack:
+    """The server's state: every call received, and the messages as they are now."""
+
+    url: str = ""
+    bot_user: str = "UBOT"
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    user_groups: dict[str, list[str]] = field(default_factory=dict)
+    _limited: dict[str, int] = field(default_factory=dict)
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _changed: asyncio.Condition | None = None
+
+    def rate_limit(self, method: str, times: int = 1) -> None:
+        self._limited[method] = times
+
+    def of(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for(self, method: str, count: int = 1, within: float = 30.0, **match: Any) -> list[Call]:
+        """Wait until ``count`` calls of ``method`` (whose args include ``match``) have arrived."""
+        assert self._changed is not None
+
+        def found() -> list[Call]:
+            return [c for c in self.of(method) if all(c.args.get(k) == v for k, v in match.items())]
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(lambda: len(found()) >= count), within)
+        return found()
+
+    async def _record(self, method: str, args: dict[str, Any]) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self.calls.append(Call(method, args, time.monotonic()))
+            self._changed.notify_all()
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        match method:
+            case "auth.test":
+                return {"ok": True, "user_id": self.bot_user, "bot_id": "BBOT", "team_id": "T1", "user": "opsflow"}
+            case "chat.postMessage":
+                ts = f"{1_700_000_000 + next(self._ts)}.000100"
+                channel = args.get("channel", "")
+                self.messages[(channel, ts)] = dict(args)
+                return {"ok": True, "channel": channel, "ts": ts, "message": {"ts": ts, "text": args.get("text")}}
+            case "chat.update":
+                key = (args.get("channel", ""), args.get("ts", ""))
+                if key not in self.messages:
+                    return {"ok": False, "error": "message_not_found"}
+                self.messages[key] |= args
+                return {"ok": True, "channel": key[0], "ts": key[1]}
+            case "chat.postEphemeral":
+                return {"ok": True, "message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
+            case "views.open" | "views.update" | "views.push":
+                return {"ok": True, "view": {"id": "V1", **_decoded(args.get("view"))}}
+            case "usergroups.users.list":
+                return {"ok": True, "users": self.user_groups.get(args.get("usergroup", ""), [])}
+            case "files.getUploadURLExternal":
+                return {"ok": True, "upload_url": f"{self.url}upload/F{next(self._ts)}", "file_id": "F1"}
+            case "files.completeUploadExternal":
+                return {"ok": True, "files": [{"id": "F1", "title": "workflow"}]}
+            case "apps.connections.open":
+                return {"ok": False, "error": "not_allowed_token_type"}
+            case _:
+                return {"ok": False, "error": "unknown_method"}
+
+
+def _decoded(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        return dict(json.loads(value))
+    return dict(value or {})
+
+
+@asynccontextmanager
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    """Serve a FakeSlack on 127.0.0.1; its ``url`` is the Web API base (with the trailing slash)."""
+    slack = FakeSlack(_changed=asyncio.Condition())
+
+    async def api(request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        json_body = request.content_type == "application/json"
+        args = dict(await request.json()) if json_body else dict(await request.post())
+        args = {k: v for k, v in args.items() if k != "token"}
+        await slack._record(method, args)
+        if slack._limited.get(method, 0) > 0:
+            slack._limited[method] -= 1
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"})
+        return web.json_response(slack._answer(method, args))
+
+    async def upload(request: web.Request) -> web.Response:
+        await slack._record("upload", {"bytes": len(await request.read())})
+        return web.Response(text="OK")
+
+    app = web.Application(client_max_size=20 * 1024 * 1024)
+    app.router.add_post("/api/{method}", api)
+    app.router.add_post("/api/upload/{file}", upload)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    slack.url = f"http://127.0.0.1:{port}/api/"
+    try:
+        yield slack
+    finally:
+        await runner.cleanup()
