@@ -267,7 +267,7 @@ def serve_command(log_level: str) -> None:
 
     async def work() -> None:
         async with open_knowledge(settings) as kb:
-            await serve_forever(build_bot(settings, kb))
+            await serve_forever(await asyncio.to_thread(build_bot, settings, kb))  # Bolt reads files as it starts
 
     _run(work())
 

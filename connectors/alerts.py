@@ -5,10 +5,12 @@ Pure functions, no I/O: the HTTP server decodes the body, checks it with ``verif
 
 Every parser takes the decoded JSON and returns a list of alerts, or raises ``AlertError`` naming
 the field that is wrong (``alerts[2].labels: expected an object``); no other exception escapes.
-Unknown fields are ignored, so a payload from a newer sender still parses. Label and annotation
-values are coerced to text (numbers and booleans as JSON, objects as compact JSON); texts are cut at
-``MAX_TEXT`` characters, and a payload with more than ``MAX_ALERTS`` alerts or an alert with more
-than ``MAX_PAIRS`` labels is refused, so a hostile payload cannot make the parse grow memory.
+Unknown fields are ignored, so a payload from a newer sender still parses; so are links and
+PagerDuty references of an unexpected type, since refusing the payload would lose the alert over a
+detail. Label and annotation values are coerced to text (numbers and booleans as JSON, objects as
+compact JSON). Texts are cut at ``MAX_TEXT`` characters, and a payload with more than ``MAX_ALERTS``
+alerts or an alert with more than ``MAX_PAIRS`` labels is refused, so a hostile payload cannot make
+the parse grow memory.
 Alertmanager's zero time ``0001-01-01T00:00:00Z`` means unset; ``ends_at`` is kept only on resolved
 alerts (on a firing one it is a lease, not an end).
 
@@ -82,16 +84,16 @@ def parse_pagerduty(payload: Any) -> list[Alert]:
     incident_id = _key(_required_text(data.get("id"), "event.data.id", limit=None))
     resolved = event_type == "incident.resolved" or data.get("status") == "resolved"
     labels = {
-        "service": _reference(data.get("service"), "event.data.service"),
+        "service": _reference(data.get("service")),
         "urgency": _text(data.get("urgency"), "event.data.urgency"),
-        "priority": _reference(data.get("priority"), "event.data.priority"),
-        "team": _first_reference(data.get("teams"), "event.data.teams"),
-        "escalation_policy": _reference(data.get("escalation_policy"), "event.data.escalation_policy"),
+        "priority": _reference(data.get("priority")),
+        "team": _reference(data.get("teams")),
+        "escalation_policy": _reference(data.get("escalation_policy")),
     }
     annotations = {
         "event_type": event_type,
         "status": _text(data.get("status"), "event.data.status"),
-        "agent": _reference(event.get("agent"), "event.agent"),
+        "agent": _reference(event.get("agent")),
     }
     return [
         _alert(
@@ -106,7 +108,7 @@ def parse_pagerduty(payload: Any) -> list[Alert]:
             annotations={k: v for k, v in annotations.items() if v},
             starts_at=_time(data.get("created_at"), "event.data.created_at"),
             ends_at=_time(event.get("occurred_at"), "event.occurred_at") if resolved else None,
-            url=_text(data.get("html_url"), "event.data.html_url"),
+            url=_link(data.get("html_url")),
         )
     ]
 
@@ -150,7 +152,8 @@ def verify_pagerduty(body: bytes, signature_header: str | None, secret: SecretSt
     """
     if secret is None or not secret.get_secret_value() or not signature_header:
         return False
-    expected = hmac.new(secret.get_secret_value().encode(errors="surrogatepass"), body, hashlib.sha256).hexdigest().encode()
+    key = secret.get_secret_value().encode(errors="surrogatepass")
+    expected = hmac.new(key, body, hashlib.sha256).hexdigest().encode()
     for signature in signature_header.split(","):
         version, _, digest = signature.strip().partition("=")
         if version == "v1" and hmac.compare_digest(digest.strip().lower().encode(errors="surrogatepass"), expected):
@@ -173,14 +176,14 @@ def _parse_grouped(payload: Any, source: AlertSource, *, url_keys: tuple[str, ..
     """Alertmanager's shape, which Grafana shares; an alert without a link of its own gets the sender's."""
     body = _object(payload, "")
     group_key = _key(_required_text(body.get("groupKey"), "groupKey", limit=None))
-    fallback_url = _text(body.get("externalURL"), "externalURL")
+    fallback_url = _link(body.get("externalURL"))
     alerts = []
     for item, path in _items(body.get("alerts"), "alerts"):
         entry = _object(item, path)
         labels = _pairs(entry.get("labels"), f"{path}.labels")
         annotations = _pairs(entry.get("annotations"), f"{path}.annotations")
         status = _status(entry.get("status"), f"{path}.status", required=True)
-        urls = (_text(entry.get(key), f"{path}.{key}") for key in url_keys)
+        urls = (_link(entry.get(key)) for key in url_keys)
         name = labels.get("alertname") or _NAMELESS
         alerts.append(
             _alert(
@@ -222,7 +225,7 @@ def _generic(item: Any, path: str) -> Alert:
         annotations=_pairs(entry.get("annotations"), f"{at}annotations"),
         starts_at=_time(entry.get("starts_at"), f"{at}starts_at"),
         ends_at=_time(entry.get("ends_at"), f"{at}ends_at") if status == "resolved" else None,
-        url=_text(entry.get("url"), f"{at}url"),
+        url=_link(entry.get("url")),
     )
 
 
@@ -299,19 +302,20 @@ def _time(value: Any, path: str) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
-def _reference(value: Any, path: str) -> str:
-    """The ``summary`` of a PagerDuty reference object (service, priority, agent…)."""
-    if value is None:
-        return ""
-    return _text(_object(value, path).get("summary"), f"{path}.summary")
+def _link(value: Any) -> str:
+    """A URL, or nothing when it is not a string: a bad link is not worth refusing an alert for."""
+    return _cut(value) if isinstance(value, str) else ""
 
 
-def _first_reference(value: Any, path: str) -> str:
-    if value is None or value == []:
-        return ""
-    if not isinstance(value, list):
-        raise AlertError(f"{path}: expected a list, got {_kind(value)}")
-    return _reference(value[0], f"{path}[0]")
+def _reference(value: Any) -> str:
+    """The ``summary`` of a PagerDuty reference (service, priority, agent…) or of the first in a list.
+
+    Like links, these only decorate the alert: one of another shape is left out, not refused.
+    """
+    if isinstance(value, list) and value:
+        value = value[0]
+    summary = value.get("summary") if isinstance(value, dict) else None
+    return _cut(summary) if isinstance(summary, str) else ""
 
 
 def _as_text(value: Any, path: str) -> str:

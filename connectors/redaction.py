@@ -12,7 +12,9 @@ import re
 
 HIDDEN = "[REDACTED]"
 
-_SECRET_WORD = r"[\w.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[\w.-]*"
+_SECRET_WORD = (
+    r"[\w.-]*(?:passw(?:or)?d|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credentials?)[\w.-]*"
+)
 
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A whole PEM private key block, or its start when the output was cut before the end.
@@ -49,3 +51,17 @@ def redact(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+SUMMARY_CHARS = 1500
+
+
+def condensed(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """``text`` redacted, then cut to about ``limit`` characters keeping its head and its tail
+    (errors tend to be at the end of an output, the columns at its start)."""
+    text = redact(text).strip()
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3) :]
+    omitted = len(text) - len(head) - len(tail)
+    return f"{head.rstrip()}\n… ({omitted} characters omitted) …\n{tail.lstrip()}"

@@ -7,7 +7,8 @@
     │   └── ModelUnavailable
     ├── DocumentError          one document cannot be ingested (.reason says why)
     ├── PlanError              a model's output failed validation (.raw keeps the text)
-    └── TrainingError          a training job failed
+    ├── TrainingError          a training job failed
+    └── AlertError             a webhook payload is not a valid alert of its source
 
 Tools fail as values (``ToolResult``), not as exceptions: the world being down is not a bug.
 """

@@ -201,17 +201,17 @@ class TrainSettings(_Section):
     )
     output_dir: Path | None = Field(None, description="Datasets and adapters; default: <data_dir>/models/adapters.")
     min_new_feedback: int = Field(10, ge=0, description="Feedback since the last training a scheduled run needs.")
-    gate_margin: float = Field(0.02, ge=0, le=1, description="How far overall_f1 may drop before a candidate is refused.")
+    gate_margin: float = Field(0.02, ge=0, le=1, description="How far overall_f1 may fall before the gate refuses.")
     eval_cases: Path | None = Field(
         None, description="Cases (opsflow eval format) the gate adds to the held-back answers; default: none."
     )
     seed: int = Field(0, description="Seed of the train/eval split, shuffles and the job.")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="Share of questions held back for evaluation.")
     min_pairs: int = Field(32, ge=0, description="Synthesised context-richness pairs fill the human pairs up to this.")
-    max_per_question: int = Field(8, ge=1, description="Rows kept per question, so one frequent incident cannot dominate.")
+    max_per_question: int = Field(8, ge=1, description="Rows kept per question: no frequent incident dominates.")
     knowledge_questions: int = Field(200, ge=0, description="Questions built from the knowledge base, at most.")
     reload_s: float = Field(30.0, gt=0, description="How often serving looks for a newly promoted model.")
-    lease_s: float = Field(60.0, ge=5, description="Scheduler lease; another replica takes over once it expires.")
+    lease_s: float = Field(60.0, gt=0, description="Scheduler lease; another replica takes over once it expires.")
     timezone: str = Field("UTC", description="Time zone of schedule cron expressions.")
 
 

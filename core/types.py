@@ -231,7 +231,22 @@ class ToolSpec(_Frozen):
     name: str
     description: str
     mode: ToolMode
-    args: dict[str, Any] = Field(description="JSON schema of the arguments.")
+    args: dict[str, Any] = Field(description="JSON schema of the arguments; allowlists are part of it.")
+
+    def problem(self, args: dict[str, Any]) -> str | None:
+        """What is wrong with ``args`` for this tool, in words; None when they are valid."""
+        # Imported here: jsonschema takes ~80 ms to import and most commands never check arguments.
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import best_match
+
+        error = best_match(Draft202012Validator(self.args).iter_errors(args))
+        if error is None:
+            return None
+        where = "/".join(map(str, error.path)) or "arguments"
+        # An allowlist is an anyOf of prefixes: its description says what is allowed, the raw message does not.
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = schema.get("description") if error.validator == "anyOf" else None
+        return f"{where}: " + (f"not allowed ({allowed})" if allowed else error.message)[:300]
 
 
 class ToolResult(_Frozen):

@@ -8,11 +8,12 @@ still invalid, ``PlanError`` tells the caller to fall back to the extractive pla
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field, ValidationError
 
 from core.errors import PlanError
-from core.types import Branches, Citation, Retrieval, Step, Workflow
+from core.types import Branches, Citation, Retrieval, Step, ToolSpec, Workflow
 from generation.ports import ChatModel, Message
 from generation.prompts import WORKFLOW_SCHEMA, planner_messages, repair_message, select_context
 from generation.validation import problems
@@ -60,15 +61,17 @@ def unsupported(workflow: Workflow) -> list[str]:
 
 
 class LlmPlanner:
-    """Writes workflows with ``model``; ``richness`` (0–1) is how much retrieved context it sees."""
+    """Writes workflows with ``model``; ``richness`` (0–1) is how much retrieved context it sees, and
+    ``tools`` the checks its steps may propose (in backticks; ``generation.actions`` maps them)."""
 
-    def __init__(self, model: ChatModel, *, max_tokens: int = MAX_TOKENS) -> None:
+    def __init__(self, model: ChatModel, *, max_tokens: int = MAX_TOKENS, tools: Sequence[ToolSpec] = ()) -> None:
         self.model = model
         self._max_tokens = max_tokens
+        self._tools = tuple(tools)
 
     async def plan(self, retrieval: Retrieval, *, richness: float = 1.0) -> Workflow:
         """A validated workflow, after at most one repair round; else ``PlanError``."""
-        messages: list[Message] = planner_messages(retrieval, richness)
+        messages: list[Message] = planner_messages(retrieval, richness, self._tools)
         raw = await self._complete(messages)
         found, workflow = self._check(raw, retrieval, richness)
         if not found and workflow is not None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from core.errors import PlanError
-from core.types import Workflow
+from core.types import Step, ToolSpec, Workflow
 
 MAX_STEPS = 30
 MAX_TEXT = 500
 
 
-def problems(workflow: Workflow, sources: Collection[str]) -> list[str]:
-    """Everything wrong with ``workflow``; ``sources`` are the chunk ids it may cite. [] = valid."""
+def problems(workflow: Workflow, sources: Collection[str], tools: Mapping[str, ToolSpec] | None = None) -> list[str]:
+    """Everything wrong with ``workflow``; ``sources`` are the chunk ids it may cite and ``tools`` the
+    catalogue its actions may call (none: no step may carry an action). [] = valid."""
     steps = workflow.steps
     if not steps:
         return ["the workflow has no steps"]
@@ -38,6 +39,7 @@ def problems(workflow: Workflow, sources: Collection[str]) -> list[str]:
             for c in step.citations
             if c.chunk_id not in sources
         ]
+        found += _action(step, tools or {})
     incoming = {t for targets in edges.values() for t in targets}
     starts = [i for i in ids if i not in incoming]
     if starts != [ids[0]]:
@@ -50,9 +52,9 @@ def problems(workflow: Workflow, sources: Collection[str]) -> list[str]:
     return found
 
 
-def validate(workflow: Workflow, sources: Collection[str]) -> Workflow:
+def validate(workflow: Workflow, sources: Collection[str], tools: Mapping[str, ToolSpec] | None = None) -> Workflow:
     """``workflow`` if valid, else ``PlanError`` listing the problems."""
-    if found := problems(workflow, sources):
+    if found := problems(workflow, sources, tools):
         raise PlanError("invalid workflow: " + "; ".join(found), raw=workflow.model_dump_json())
     return workflow
 
@@ -65,6 +67,22 @@ def _shape(step_id: str, kind: str, has_next: bool, has_branches: bool) -> list[
     if kind == "terminal" and (has_next or has_branches):
         return [f"{step_id} is a terminal step: it cannot lead anywhere"]
     return []
+
+
+def _action(step: Step, tools: Mapping[str, ToolSpec]) -> list[str]:
+    """The catalogue decides: the tool must be offered, its arguments valid, and the mode the tool's own
+    (whatever a document or a model wrote, a write tool's call is a write)."""
+    if step.action is None:
+        return []
+    spec = tools.get(step.action.tool)
+    if spec is None:
+        return [f"{step.id} calls {step.action.tool!r}, which is not in the tool catalogue"]
+    found = []
+    if step.action.mode != spec.mode:
+        found.append(f"{step.id} calls {spec.name} as {step.action.mode}, but it is a {spec.mode} tool")
+    if problem := spec.problem(step.action.args):
+        found.append(f"{step.id} calls {spec.name} with invalid arguments: {problem}")
+    return found
 
 
 def _reachable(start: str, edges: dict[str, list[str]]) -> set[str]:

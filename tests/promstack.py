@@ -73,7 +73,9 @@ def prometheus(
 
     ``rules_yaml`` is a rule file's text (``groups: [...]``). Alerts go to ``alertmanager_url`` and
     are re-sent every ``evaluation_interval`` (not every minute, the default), so an Alertmanager
-    never expires a firing alert between two evaluations.
+    never expires a firing alert between two evaluations. Prometheus hands static targets and
+    Alertmanagers over from its discovery manager on a 5 s tick: the first scrape, and the first
+    alert sent, come about 5 s after it is ready.
     """
     binary = _binary("prometheus")
     workdir = Path(tempfile.mkdtemp(prefix="prometheus-", dir=tmp_path))
@@ -186,7 +188,7 @@ def metrics_endpoint() -> Iterator[MetricsEndpoint]:
     """A loopback HTTP server in a thread serving a ``MetricsEndpoint`` for Prometheus to scrape."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+        def do_GET(self) -> None:
             body = endpoint.render().encode()
             self.send_response(200 if self.path.split("?")[0] == "/metrics" else 404)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -194,7 +196,7 @@ def metrics_endpoint() -> Iterator[MetricsEndpoint]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base's signature)
+        def log_message(self, format: str, *args: object) -> None:
             pass  # one line per scrape would drown the test output
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -347,7 +347,7 @@ def cap(rows: Sequence[Keyed], per_key: int, rng: random.Random) -> list[Keyed]:
     kept = []
     for key in sorted(groups):
         group = groups[key]
-        kept += group if len(group) <= per_key else rng.sample(group, per_key)
+        kept += _at_most(group, per_key, rng)
     return kept
 
 
@@ -358,7 +358,11 @@ def balance_labels(rows: Sequence[Keyed], rng: random.Random) -> list[Keyed]:
     if not good or not bad:
         return list(rows)
     limit = math.ceil(KTO_RATIO * min(len(good), len(bad)))
-    return [*(rng.sample(good, limit) if len(good) > limit else good), *(rng.sample(bad, limit) if len(bad) > limit else bad)]
+    return [*_at_most(good, limit, rng), *_at_most(bad, limit, rng)]
+
+
+def _at_most(rows: list[Keyed], n: int, rng: random.Random) -> list[Keyed]:
+    return rows if len(rows) <= n else rng.sample(rows, n)
 
 
 def held_back(keys: Iterable[str], fraction: float, seed: int) -> set[str]:

@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from core.errors import TrainingError
-from trainer.registry import ModelRegistry, Target, version_name
+from trainer.jobs import Target
+from trainer.registry import ModelRegistry, version_name
 from trainer.store import ModelVersion
 
 GATED = ("overall_f1", "schema_valid_rate")

@@ -76,10 +76,10 @@ class JobConfig(BaseModel):
     def _consistent(self) -> JobConfig:
         if self.method == "grpo" and self.target != "planner":
             raise ValueError("grpo trains the planner (its reward judges workflows); train the scorer with dpo")
-        if self.method != "grpo" and (stray := self.model_fields_set & _GRPO_ONLY):
-            raise ValueError(f"{sorted(stray)} only apply to grpo, not {self.method}")
-        if self.method not in ("dpo", "kto") and (stray := self.model_fields_set & _PREFERENCE_ONLY):
-            raise ValueError(f"{sorted(stray)} only apply to dpo and kto, not {self.method}")
+        if self.method != "grpo" and (stray := self._changed(_GRPO_ONLY)):
+            raise ValueError(f"{stray} only apply to grpo, not {self.method}")
+        if self.method not in ("dpo", "kto") and (stray := self._changed(_PREFERENCE_ONLY)):
+            raise ValueError(f"{stray} only apply to dpo and kto, not {self.method}")
         rows = self.batch_size * self.gradient_accumulation_steps
         if self.method == "grpo" and rows % self.num_generations:
             raise ValueError(
@@ -95,6 +95,11 @@ class JobConfig(BaseModel):
         if self.output_dir.resolve() == self.dataset_dir.resolve():
             raise ValueError("output_dir must differ from dataset_dir")
         return self
+
+    def _changed(self, names: frozenset[str]) -> list[str]:
+        """Which of ``names`` differ from their defaults (set on purpose, so meant to matter)."""
+        fields = type(self).model_fields
+        return sorted(n for n in names if getattr(self, n) != fields[n].get_default(call_default_factory=True))
 
     @property
     def train_file(self) -> Path:

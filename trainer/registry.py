@@ -10,15 +10,14 @@ promoted versions, and no promotion happens without its record.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import TrainingError
+from trainer.jobs import Target
 from trainer.store import AuditEvent, ModelVersion, RecordStore
-
-Target = Literal["planner", "scorer"]
 
 
 def version_name(version: ModelVersion) -> str:
@@ -165,7 +164,8 @@ def _get(session: Session, version_id: int) -> ModelVersion:
 def _lock_promoted(session: Session, target: str) -> list[ModelVersion]:
     """The promoted versions of ``target``, with every version of the target locked, so that two
     promotions or rollbacks of one target run one after the other (SQLite locks the whole database)."""
-    query = select(ModelVersion).where(ModelVersion.target == target).with_for_update()
+    # Locked in id order: two transactions taking the same rows in different orders would deadlock.
+    query = select(ModelVersion).where(ModelVersion.target == target).order_by(ModelVersion.id).with_for_update()
     return [v for v in session.scalars(query) if v.status == "promoted"]
 
 

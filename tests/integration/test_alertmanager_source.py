@@ -56,12 +56,15 @@ class Receiver:
 
     async def next_alert(self, status: str, timeout_s: float) -> Alert:
         """The first alert with ``status`` in the notifications still to come (earlier ones are skipped)."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                alerts = parse_alertmanager(await self.bodies.get())
-                assert len(alerts) == 1, alerts
-                if alerts[0].status == status:
-                    return alerts[0]
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    alerts = parse_alertmanager(await self.bodies.get())
+                    assert len(alerts) == 1, alerts
+                    if alerts[0].status == status:
+                        return alerts[0]
+        except TimeoutError:
+            pytest.fail(f"no {status} notification within {timeout_s}s ({self.refused} refused: bad token)")
 
 
 async def test_a_firing_rule_arrives_as_an_alert_and_its_resolution_follows(tmp_path: Path) -> None:
@@ -72,9 +75,7 @@ async def test_a_firing_rule_arrives_as_an_alert_and_its_resolution_follows(tmp_
         async with (
             off_loop(metrics_endpoint()) as metrics,
             off_loop(alertmanager(tmp_path, webhook_url=hook, bearer_token=TOKEN, resolve_timeout="10s")) as am,
-            off_loop(
-                prometheus(tmp_path, scrape_targets=[metrics.target], rules_yaml=RULES, alertmanager_url=am.url)
-            ),
+            off_loop(prometheus(tmp_path, scrape_targets=[metrics.target], rules_yaml=RULES, alertmanager_url=am.url)),
         ):
             metrics.set("opsflow_test_value", 2)
             firing = await receiver.next_alert("firing", timeout_s=20)
@@ -106,9 +107,7 @@ def test_prometheus_scrapes_the_metrics_endpoint_and_sees_changes(tmp_path: Path
         assert _poll_query(prom.url, 'opsflow_test_value{instance_role="primary"}', "5")
 
 
-def test_a_missing_binary_skips_with_the_package_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_missing_binary_skips_with_the_package_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(promstack, "_SYSTEM_BIN", tmp_path)
     with pytest.raises(pytest.skip.Exception, match="apt-get install prometheus-alertmanager"):
