@@ -48,6 +48,9 @@ async def run_command(argv: Sequence[str], *, env: Mapping[str, str], timeout_s:
         await proc.wait()
         text = condensed(output.decode(errors="replace"))
         return ToolResult(status="timeout", summary=f"{shown}: stopped after {timeout_s:g} s\n{text}".strip())
+    finally:
+        if proc.returncode is None:  # cancelled (the run's deadline): leave nothing running
+            _stop(proc)
     text = output[:cap].decode(errors="replace")
     data = {"exit_code": None if capped else code, "bytes": min(len(output), cap), "capped": capped}
     if capped:

@@ -260,8 +260,8 @@ class ToolResult(_Frozen):
 
 
 RunEventKind = Literal[
-    "started", "probe", "decision", "undecided", "approval_requested", "approved", "rejected", "write",
-    "finished", "stopped", "outcome",
+    "started", "probe", "manual", "decision", "undecided", "approval_requested", "approved", "rejected",
+    "write", "finished", "stopped", "outcome",
 ]  # fmt: skip
 
 

@@ -26,13 +26,13 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
 }  # fmt: skip
 _WORDS = {
-    "above": ">", "over": ">", "more than": ">", "greater than": ">", "higher than": ">", "exceeds": ">",
-    "exceed": ">", "at least": ">=", "below": "<", "under": "<", "less than": "<", "lower than": "<",
+    "above": ">", "more than": ">", "greater than": ">", "higher than": ">", "exceeds": ">",
+    "exceed": ">", "at least": ">=", "below": "<", "less than": "<", "lower than": "<",
     "fewer than": "<", "at most": "<=", "equals": "==", "equal to": "==", "returns": "==", "return": "==",
 }  # fmt: skip
 _NUMBER = r"(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*(%|percent\b)?"
 _RULE = re.compile(
-    r"(?<![=!<>~])(==|!=|>=|<=|>|<|=)\s*" + _NUMBER
+    r"(?<![=!<>~])(==|!=|>=|<=|>|<)\s*" + _NUMBER
     + r"|\b(" + "|".join(sorted(map(re.escape, _WORDS), key=len, reverse=True)) + r")\s+" + _NUMBER,
     re.IGNORECASE,
 )  # fmt: skip
@@ -67,7 +67,7 @@ def rule_of(text: str) -> Rule | None:
     if match is None:
         return None
     symbol, number, percent, word, word_number, word_percent = match.groups()
-    op = "==" if symbol == "=" else symbol or _WORDS[word.lower()]
+    op = symbol or _WORDS[word.lower()]
     return Rule(op=op, threshold=float(number or word_number), percent=bool(percent or word_percent))
 
 

@@ -2,12 +2,14 @@
 
 No download: the model comes from a ``LlamaConfig`` (hidden 64, 2 layers) with random weights and the
 tokenizer is a byte-level BPE trained here on workflow-ish text, so training jobs can run on it in
-seconds. Needs the ``train`` extra (transformers, tokenizers, torch).
+seconds. Needs the ``train`` extra; ``require_train`` skips a test without it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}"
@@ -60,3 +62,14 @@ def build_tiny_model(directory: Path, *, seed: int = 0) -> Path:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+def _train_extra_installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) for m in ("trl", "peft", "transformers", "datasets", "torch"))
+
+
+require_train = pytest.mark.skipif(
+    not _train_extra_installed(), reason="needs the train extra (pip install -e '.[train]')"
+)

@@ -51,9 +51,11 @@ class JobConfig(BaseModel):
     output_dir: Path
     max_steps: int = Field(50, ge=1)
     learning_rate: float = Field(2e-4, gt=0, lt=1)
-    batch_size: int = Field(2, ge=1, description="Rows per device step.")
+    batch_size: int = Field(4, ge=1, description="Rows per device step (grpo: completions, num_generations per prompt).")
     gradient_accumulation_steps: int = Field(1, ge=1)
-    max_length: int = Field(1024, ge=16, description="Tokens of prompt plus completion; longer rows are truncated.")
+    max_length: int = Field(
+        1024, ge=16, description="sft/dpo/kto: tokens of prompt plus completion; longer rows are truncated."
+    )
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
@@ -86,13 +88,11 @@ class JobConfig(BaseModel):
                 f"grpo needs batch_size × gradient_accumulation_steps ({rows}) to be a multiple of "
                 f"num_generations ({self.num_generations}): each prompt's completions are compared in one batch"
             )
-        if self.method == "grpo" and self.max_completion_length >= self.max_length:
-            raise ValueError(f"max_completion_length must be below max_length ({self.max_length}), leaving prompt room")
         if self.method == "grpo" and not (self.reward_weights.rubric or self.reward_weights.stepscore):
             raise ValueError("grpo needs a positive reward weight")
         if self.method == "kto" and self.batch_size < 2:
             raise ValueError("kto needs batch_size ≥ 2: it estimates its KL term from mismatched rows of a batch")
-        if self.output_dir.resolve() == self.dataset_dir.resolve():
+        if self.output_dir == self.dataset_dir:
             raise ValueError("output_dir must differ from dataset_dir")
         return self
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import false, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import TrainingError
@@ -96,21 +96,21 @@ class ModelRegistry:
     async def update_metrics(self, version_id: int, metrics: dict[str, Any]) -> ModelVersion:
         """Merge ``metrics`` into the version's metrics (e.g. the gate's before/after)."""
 
-        def update(session: Session) -> ModelVersion:
+        def merge(session: Session) -> ModelVersion:
             version = _get(session, version_id)
             version.metrics = {**version.metrics, **metrics}
             return version
 
-        return await self._records.transaction(update)
+        return await self._records.transaction(merge)
 
     async def promote(self, version_id: int, *, actor: str, reason: str = "") -> ModelVersion:
         """Serve this version: the previously promoted one of its target is retired, atomically."""
 
         def promote(session: Session) -> ModelVersion:
             version = _get(session, version_id)
+            previous = _lock_promoted(session, version.target)
             if version.status == "promoted":
                 return version
-            previous = _lock_promoted(session, version.target)
             for old in previous:
                 old.status = "retired"
             version.status, version.promoted_at = "promoted", _now()
@@ -125,6 +125,7 @@ class ModelRegistry:
 
         def reject(session: Session) -> ModelVersion:
             version = _get(session, version_id)
+            _lock_promoted(session, version.target)
             if version.status == "promoted":
                 raise TrainingError(f"{version_name(version)} is being served: roll it back instead")
             version.status = "rejected"
@@ -162,10 +163,19 @@ def _get(session: Session, version_id: int) -> ModelVersion:
 
 
 def _lock_promoted(session: Session, target: str) -> list[ModelVersion]:
-    """The promoted versions of ``target``, with every version of the target locked, so that two
-    promotions or rollbacks of one target run one after the other (SQLite locks the whole database)."""
-    # Locked in id order: two transactions taking the same rows in different orders would deadlock.
-    query = select(ModelVersion).where(ModelVersion.target == target).order_by(ModelVersion.id).with_for_update()
+    """The promoted versions of ``target``, read fresh after locking it, so that promotions and rollbacks
+    of one target run one after the other."""
+    # SQLite ignores FOR UPDATE, and pysqlite begins no transaction before a SELECT: an UPDATE (of no
+    # row) takes the database's write lock first. PostgreSQL locks the rows, in id order (two
+    # transactions taking them in different orders would deadlock).
+    session.execute(update(ModelVersion).where(ModelVersion.target == target, false()).values(target=target))
+    query = (
+        select(ModelVersion)
+        .where(ModelVersion.target == target)
+        .order_by(ModelVersion.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return [v for v in session.scalars(query) if v.status == "promoted"]
 
 

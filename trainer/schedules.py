@@ -209,13 +209,19 @@ class TrainingScheduler:
 
     async def start(self, *, lead: bool = True) -> None:
         """Open the job store (paused); with ``lead``, compete for the lease and run jobs while holding it."""
-        scheduler = AsyncIOScheduler(
-            jobstores={"default": SQLAlchemyJobStore(url=self._records.url, tablename=JOB_TABLE)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S},
-            event_loop=asyncio.get_running_loop(),
-            timezone="UTC",
-        )
-        await asyncio.to_thread(scheduler.start, paused=True)
+        loop = asyncio.get_running_loop()
+
+        def open_store() -> AsyncIOScheduler:  # the job store connects (blocking) as it is created
+            scheduler = AsyncIOScheduler(
+                jobstores={"default": SQLAlchemyJobStore(url=self._records.url, tablename=JOB_TABLE)},
+                job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S},
+                event_loop=loop,
+                timezone="UTC",
+            )
+            scheduler.start(paused=True)
+            return scheduler
+
+        scheduler = await asyncio.to_thread(open_store)
         self._scheduler = scheduler
         if lead:
             self._holding = asyncio.create_task(self._hold(), name="schedule-lease")

@@ -115,7 +115,7 @@ def test_a_missing_binary_skips_with_the_package_to_install(tmp_path: Path, monk
 
 
 def _poll_query(base_url: str, promql: str, expected: str, timeout_s: float = 15.0) -> bool:
-    """Whether an instant query returns ``expected`` within the timeout (one scrape takes a second)."""
+    """Whether an instant query returns ``expected`` within the timeout (the first scrape comes ~5 s after start)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     url = f"{base_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
     deadline = time.monotonic() + timeout_s
