@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -52,7 +53,9 @@ async def run_command(argv: Sequence[str], *, env: Mapping[str, str], timeout_s:
         if proc.returncode is None:  # cancelled (the run's deadline): leave nothing running
             _stop(proc)
     text = output[:cap].decode(errors="replace")
-    data = {"exit_code": None if capped else code, "bytes": min(len(output), cap), "capped": capped}
+    data: dict[str, object] = {"exit_code": None if capped else code, "bytes": min(len(output), cap), "capped": capped}
+    if code == 0 and (number := _number(text)) is not None:
+        data["values"] = [number]  # a command that prints one number gives it to decision rules
     if capped:
         text += f"\n[output capped at {cap} bytes; the command was stopped]"
     elif code != 0:
@@ -69,6 +72,14 @@ async def _collect(proc: asyncio.subprocess.Process, output: bytearray, cap: int
         if len(output) > cap:
             return True
     return False
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _stop(proc: asyncio.subprocess.Process) -> None:

@@ -53,8 +53,9 @@ async def open_scheduler(records: RecordStore) -> AsyncIterator[Callable[..., ob
 
 
 async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Wait for a scheduler to see the lease change: it looks at the database, so there is no event to await."""
     async with asyncio.timeout(seconds):
-        while not condition():
+        while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
