@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -13,8 +15,9 @@ from bot.alerting import AlertDispatcher
 from bot.ingest import ingest
 from bot.metrics import Metrics
 from bot.service import Service
+from bot.serving import ServedModels, open_served_models
 from bot.slack import SlackBot
-from core.errors import ConfigError
+from core.errors import ConfigError, ModelUnavailable
 from core.settings import GraphSettings, RetrievalSettings, Settings
 from generation.extraction import LlmIncidentExtractor
 from generation.ollama import OllamaChatModel
@@ -28,7 +31,7 @@ from retrieval.knowledge import KnowledgeBuilder
 from retrieval.ollama_embedding import OllamaEmbedder
 from retrieval.ports import ChunkIndex, Embedder, GraphStore, IncidentExtractor
 from retrieval.retriever import Retriever
-from trainer.store import RecordStore
+from trainer.store import ModelVersion, RecordStore
 
 
 def build_chunk_index(cfg: RetrievalSettings, data_dir: Path, dim: int) -> ChunkIndex:
@@ -72,6 +75,21 @@ def build_chat_model(settings: Settings) -> ChatModel:
             return LlamaCppChatModel(settings.llamacpp, settings.data_dir)
 
 
+async def build_adapted_chat_model(settings: Settings, version: ModelVersion) -> ChatModel:
+    """The chat model with a trained version's adapter on top (its GGUF LoRA for llama.cpp)."""
+    adapter = Path(version.adapter or "")
+    if not await asyncio.to_thread(adapter.is_file):
+        raise ModelUnavailable(f"version {version.id} has no adapter file {adapter}", backend=settings.llm.backend)
+    match settings.llm.backend:
+        case "llamacpp":
+            from generation.llamacpp import LlamaCppChatModel
+
+            cfg = settings.llamacpp.model_copy(update={"lora_path": str(adapter)})
+            return LlamaCppChatModel(cfg, settings.data_dir)
+        case "ollama":
+            raise ModelUnavailable("serving trained adapters through Ollama is not supported yet", backend="ollama")
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """The opened knowledge side: stores, builder and retriever."""
@@ -84,6 +102,7 @@ class Knowledge:
     service: Service
     embedder: Embedder
     chat: ChatModel
+    served: ServedModels
 
 
 @asynccontextmanager
@@ -113,9 +132,13 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
         )
         retriever = Retriever(index, graph, embedder, settings.retrieval)
         wants_scorer = settings.planner.samples > 1 or settings.planner.min_score is not None
-        planner, scorer = LlmPlanner(chat), Scorer(chat) if wants_scorer else None
+        adapted = functools.partial(build_adapted_chat_model, settings)
+        served = await open_served_models(records, chat, adapted, reload_s=settings.train.reload_s)
+        stack.push_async_callback(served.aclose)
+        planner = LlmPlanner(served.models["planner"])
+        scorer = Scorer(served.models["scorer"]) if wants_scorer else None
         service = Service(retriever, settings.planner, planner, scorer)
-        yield Knowledge(index, graph, builder, retriever, records, service, embedder, chat)
+        yield Knowledge(index, graph, builder, retriever, records, service, embedder, chat, served)
 
 
 @dataclass

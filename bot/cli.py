@@ -325,3 +325,8 @@ def _feedback_row(feedback: Feedback, interaction: Interaction) -> dict[str, Any
         "via": feedback.via,
         "at": feedback.updated_at.isoformat(timespec="seconds"),
     }
+
+
+# The learning loop's groups (train, models, schedule) add themselves to `main`; imported last, as
+# they use this module's helpers.
+import bot.cli_training  # noqa: E402, F401

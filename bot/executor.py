@@ -72,7 +72,20 @@ def _event(kind: Any, step: Step | None = None, **values: Any) -> RunEvent:
     """An event with every text redacted: step texts come from documents, reasons from a model."""
     text = redact(values.pop("text", step.text if step else ""))
     reason = redact(values.pop("reason", ""))
+    if (action := values.get("action")) is not None:
+        values["action"] = action.model_copy(update={"args": _redacted(action.args)})
     return RunEvent(kind=kind, step_id=step.id if step else None, text=text, reason=reason, at=_now(), **values)
+
+
+def _redacted(value: Any) -> Any:
+    """A JSON value with every string in it redacted."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
 
 
 @dataclass

@@ -38,7 +38,8 @@ DRAIN_S = 30.0
 def create_app(bot: Bot) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_observed(bot.metrics)])
     app[BOT] = bot
-    app.router.add_post("/slack/events", _slack_events)
+    if bot.settings.slack.app_token is None:  # Socket Mode skips signature checks, so it gets no HTTP route
+        app.router.add_post("/slack/events", _slack_events)
     for source in PARSERS:
         app.router.add_post(f"/alerts/{source}", _alert_webhook)
     app.router.add_get("/healthz", _healthz)
@@ -155,6 +156,23 @@ async def running(bot: Bot, host: str, port: int) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+@asynccontextmanager
+async def socket_mode(bot: Bot) -> AsyncIterator[None]:
+    """Take Slack's requests over a Socket Mode connection (when an app token is set) inside the block."""
+    token = bot.settings.slack.app_token
+    if token is None:
+        yield
+        return
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    handler = AsyncSocketModeHandler(bot.slack.app, token.get_secret_value())
+    await handler.connect_async()
+    try:
+        yield
+    finally:
+        await handler.close_async()
+
+
 async def serve_forever(bot: Bot) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully."""
     stop = asyncio.Event()
@@ -162,15 +180,7 @@ async def serve_forever(bot: Bot) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     cfg = bot.settings
-    async with running(bot, cfg.http.host, cfg.http.port) as url:
+    async with running(bot, cfg.http.host, cfg.http.port) as url, socket_mode(bot):
         log.info("serving", extra={"url": url, "socket_mode": cfg.slack.app_token is not None})
-        if cfg.slack.app_token is not None:
-            from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-
-            handler = AsyncSocketModeHandler(bot.slack.app, cfg.slack.app_token.get_secret_value())
-            await handler.connect_async()
-            await stop.wait()
-            await handler.close_async()
-        else:
-            await stop.wait()
+        await stop.wait()
         log.info("shutting down: finishing answers in flight")

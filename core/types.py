@@ -10,6 +10,8 @@ import datetime as dt
 import re
 from typing import Any, Literal
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 DocumentKind = Literal["markdown", "html", "text", "pdf"]
@@ -235,10 +237,6 @@ class ToolSpec(_Frozen):
 
     def problem(self, args: dict[str, Any]) -> str | None:
         """What is wrong with ``args`` for this tool, in words; None when they are valid."""
-        # Imported here: jsonschema takes ~80 ms to import and most commands never check arguments.
-        from jsonschema import Draft202012Validator
-        from jsonschema.exceptions import best_match
-
         error = best_match(Draft202012Validator(self.args).iter_errors(args))
         if error is None:
             return None

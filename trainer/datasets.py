@@ -43,7 +43,7 @@ from generation.stepscore import THRESHOLD, lexical_similarity, score_case
 from trainer.store import Feedback, Interaction
 
 Row = dict[str, Any]
-POOR_RICHNESS = 0.25  # the degraded context of synthesised pairs: the leading runbook's first chunks only
+POOR_RICHNESS = (0.5, 0.25)  # degraded contexts of synthesised pairs: the leading runbook's first chunks only
 KTO_RATIO = 4 / 3  # trl's KTO advice: desirable to undesirable examples between 1:1 and 4:3
 _STEP = WORKFLOW_SCHEMA["properties"]["steps"]
 _TEXT_LIMIT = _STEP["items"]["properties"]["text"]["maxLength"]
@@ -154,16 +154,16 @@ def correction_pairs(answers: Sequence[Judged]) -> list[Preference]:
 
 def richness_pair(retrieval: Retrieval) -> Preference | None:
     """FlowXpert's synthesised pair: the extractive workflow from the context the prompt shows ≻ the one
-    from a poor context (the leading runbook's first chunks; failing that, the next runbook instead)."""
+    from a poorer context (fewer of the leading runbook's chunks; failing that, the next runbook)."""
     rich = plan_extractive(select_context(retrieval, 1.0))
     if rich is None:
         return None
-    poor = plan_extractive(select_context(retrieval, POOR_RICHNESS))
-    if poor is None or _texts(poor) == _texts(rich):
-        poor = plan_extractive(_without_lead(retrieval))
-    if poor is None or _texts(poor) == _texts(rich):
-        return None
-    return Preference(retrieval, rich, poor, "richness")
+    poorer = [select_context(retrieval, richness) for richness in POOR_RICHNESS] + [_without_lead(retrieval)]
+    for context in poorer:
+        poor = plan_extractive(context)
+        if poor is not None and _texts(poor) != _texts(rich):
+            return Preference(retrieval, rich, poor, "richness")
+    return None
 
 
 def _without_lead(retrieval: Retrieval) -> Retrieval:

@@ -29,6 +29,7 @@ Target = Literal["planner", "scorer"]
 LOG_TAIL_LINES = 40
 _GRPO_ONLY = frozenset({"num_generations", "max_completion_length", "temperature", "reward_weights"})
 _PREFERENCE_ONLY = frozenset({"beta"})
+_LORA_SHAPE = frozenset({"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"})
 
 
 def _default_cache_dir() -> Path:
@@ -51,7 +52,9 @@ class JobConfig(BaseModel):
     output_dir: Path
     max_steps: int = Field(50, ge=1)
     learning_rate: float = Field(2e-4, gt=0, lt=1)
-    batch_size: int = Field(4, ge=1, description="Rows per device step (grpo: completions, num_generations per prompt).")
+    batch_size: int = Field(
+        4, ge=1, description="Rows per device step (grpo: completions, num_generations per prompt)."
+    )
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_length: int = Field(
         1024, ge=16, description="sft/dpo/kto: tokens of prompt plus completion; longer rows are truncated."
@@ -60,6 +63,11 @@ class JobConfig(BaseModel):
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0, lt=1)
     lora_target_modules: tuple[str, ...] = Field(("q_proj", "k_proj", "v_proj", "o_proj"), min_length=1)
+    init_adapter: Path | None = Field(
+        None,
+        description="A PEFT adapter on the same base to train on (SFT's, before DPO); it fixes the LoRA shape, "
+        "and dpo/kto keep a frozen copy of it as the reference.",
+    )
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda (bf16) when present, else cpu.")
     beta: float = Field(0.1, gt=0, description="dpo/kto: how far the policy may move from the base.")
@@ -82,6 +90,8 @@ class JobConfig(BaseModel):
             raise ValueError(f"{stray} only apply to grpo, not {self.method}")
         if self.method not in ("dpo", "kto") and (stray := self._changed(_PREFERENCE_ONLY)):
             raise ValueError(f"{stray} only apply to dpo and kto, not {self.method}")
+        if self.init_adapter is not None and (stray := self._changed(_LORA_SHAPE)):
+            raise ValueError(f"{stray} cannot change the shape of init_adapter; leave them unset")
         rows = self.batch_size * self.gradient_accumulation_steps
         if self.method == "grpo" and rows % self.num_generations:
             raise ValueError(
@@ -201,6 +211,8 @@ def _prepare(config: JobConfig) -> IO[bytes]:
     """Check the inputs exist, write the config, and open the log the job writes to."""
     if not config.base_model.exists():
         raise TrainingError(f"base model not found: {config.base_model}")
+    if config.init_adapter is not None and not (config.init_adapter / "adapter_config.json").is_file():
+        raise TrainingError(f"init_adapter is not a PEFT adapter directory: {config.init_adapter}")
     if not config.train_file.is_file():
         raise TrainingError(f"training data not found: {config.train_file}")
     config.output_dir.mkdir(parents=True, exist_ok=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.errors import TrainingError
-from trainer.llamacpp_export import convert_adapter
 from trainer.jobs import JobConfig, JobProgress, JobResult
+from trainer.llamacpp_export import convert_adapter
 from trainer.rewards import completion_text, judge
 
 logger = logging.getLogger("trainer.train_job")
@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
 
     def emit(stage: str, **fields: Any) -> None:
-        report = JobProgress(stage=stage, max_steps=config.max_steps, seconds=time.monotonic() - started, **fields)  # type: ignore[arg-type]
+        report = JobProgress(stage=stage, max_steps=config.max_steps, seconds=time.monotonic() - started, **fields)
         logger.info("progress %s", report.model_dump_json(exclude_none=True))
         reports.write(report.model_dump_json() + "\n")
         reports.flush()
@@ -89,7 +89,9 @@ def train(config: JobConfig, emit: Emit) -> JobResult:
     # Before transformers is imported: the base is local, and a hub lookup would hang offline machines.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    rows = read_rows(config)  # before the slow imports: a bad dataset fails in a second
     import torch
+    from datasets import Dataset
 
     started = time.monotonic()
     emit("load", message=f"loading {config.base_model}")
@@ -97,7 +99,7 @@ def train(config: JobConfig, emit: Emit) -> JobResult:
     torch.manual_seed(config.seed)
     base_dir = hf_base(config.base_model, config.cache_dir)
     model, tokenizer = _load(base_dir, device)
-    dataset = load_rows(config)
+    dataset = Dataset.from_list(rows)
     progress = _progress_callback(emit)
     trainer = _trainer(config, model, tokenizer, dataset, device, progress)
     load_seconds = time.monotonic() - started
@@ -122,7 +124,11 @@ def train(config: JobConfig, emit: Emit) -> JobResult:
     if device == "cuda":
         metrics["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return JobResult(
-        adapter_dir=config.adapter_dir, gguf_adapter=gguf, gguf_error=gguf_error, metrics=metrics, log_path=config.log_path
+        adapter_dir=config.adapter_dir,
+        gguf_adapter=gguf,
+        gguf_error=gguf_error,
+        metrics=metrics,
+        log_path=config.log_path,
     )
 
 
@@ -188,10 +194,8 @@ def check_rows(method: str, rows: Sequence[Mapping[str, Any]], source: Path) -> 
             raise TrainingError(f"{source} row {number}: a {method} row needs {wanted}, it has {sorted(row)}")
 
 
-def load_rows(config: JobConfig) -> Any:
-    """``train.jsonl`` as a ``datasets.Dataset``, its rows checked against the method's format."""
-    from datasets import Dataset
-
+def read_rows(config: JobConfig) -> list[dict[str, Any]]:
+    """The rows of ``train.jsonl``, checked against the method's format."""
     rows = []
     with config.train_file.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
@@ -202,20 +206,11 @@ def load_rows(config: JobConfig) -> Any:
             except json.JSONDecodeError as exc:
                 raise TrainingError(f"{config.train_file} line {number} is not JSON: {exc}") from exc
     check_rows(config.method, rows, config.train_file)
-    return Dataset.from_list(rows)
+    return rows
 
 
 def _trainer(config: JobConfig, model: Any, tokenizer: Any, dataset: Any, device: str, callback: Any) -> Any:
     """The trl trainer for ``config.method``, with a LoRA adapter on ``model``."""
-    from peft import LoraConfig
-
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.lora_target_modules),
-        task_type="CAUSAL_LM",
-    )
     common: dict[str, Any] = {
         "output_dir": str(config.output_dir / "checkpoints"),
         "max_steps": config.max_steps,
@@ -230,7 +225,7 @@ def _trainer(config: JobConfig, model: Any, tokenizer: Any, dataset: Any, device
         "use_cpu": device == "cpu",
         "bf16": device == "cuda",
     }
-    parts = {"model": model, "train_dataset": dataset, "processing_class": tokenizer, "peft_config": lora}
+    parts = {"train_dataset": dataset, "processing_class": tokenizer} | _adapter(config, model)
     match config.method:
         case "sft":
             from trl import SFTConfig, SFTTrainer
@@ -239,26 +234,45 @@ def _trainer(config: JobConfig, model: Any, tokenizer: Any, dataset: Any, device
         case "dpo":
             from trl import DPOConfig, DPOTrainer
 
-            # With a peft_config and no ref_model, the reference is the base with the adapter disabled.
-            args = DPOConfig(max_length=config.max_length, beta=config.beta, **common)
-            return DPOTrainer(args=args, callbacks=[callback], **parts)
+            dpo = DPOConfig(max_length=config.max_length, beta=config.beta, **common)
+            return DPOTrainer(args=dpo, callbacks=[callback], **parts)
         case "kto":
             from trl import KTOConfig, KTOTrainer
 
-            args = KTOConfig(max_length=config.max_length, beta=config.beta, **common)
-            return KTOTrainer(args=args, callbacks=[callback], **parts)
+            kto = KTOConfig(max_length=config.max_length, beta=config.beta, **common)
+            return KTOTrainer(args=kto, callbacks=[callback], **parts)
         case "grpo":
             from trl import GRPOConfig, GRPOTrainer
 
-            args = GRPOConfig(
+            grpo = GRPOConfig(
                 num_generations=config.num_generations,
                 max_completion_length=config.max_completion_length,
                 temperature=config.temperature,
                 **common,
             )
             reward = workflow_reward(config)
-            return GRPOTrainer(args=args, reward_funcs=[reward], callbacks=[callback], **parts)
+            return GRPOTrainer(args=grpo, reward_funcs=[reward], callbacks=[callback], **parts)
     raise TrainingError(f"unknown method {config.method}")
+
+
+def _adapter(config: JobConfig, model: Any) -> dict[str, Any]:
+    """The model and peft_config arguments: a new LoRA adapter, or ``init_adapter`` trained further.
+
+    With no ref_model, trl's dpo/kto reference is the base with the new adapter disabled, or a frozen
+    copy of ``init_adapter``; no second model is loaded either way.
+    """
+    from peft import LoraConfig, PeftModel
+
+    if config.init_adapter is not None:
+        return {"model": PeftModel.from_pretrained(model, str(config.init_adapter), is_trainable=True)}
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return {"model": model, "peft_config": lora}
 
 
 def workflow_reward(config: JobConfig) -> Callable[..., list[float]]:
@@ -282,7 +296,7 @@ def _progress_callback(emit: Emit) -> Any:
     """A trl callback that reports each logged step and times every step."""
     from transformers import TrainerCallback
 
-    class Progress(TrainerCallback):  # type: ignore[misc]
+    class Progress(TrainerCallback):
         def __init__(self) -> None:
             self.losses: list[float] = []
             self.rewards: list[float] = []
@@ -295,7 +309,9 @@ def _progress_callback(emit: Emit) -> Any:
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             self.step_seconds.append(time.perf_counter() - self._step_started)
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+        ) -> None:
             if not logs or "loss" not in logs:
                 return  # the end-of-training summary, or an eval
             self.losses.append(float(logs["loss"]))

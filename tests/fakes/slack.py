@@ -1,7 +1,8 @@
 """A loopback Slack Web API: the methods opsflow calls, answered as Slack documents them, and recorded.
 
 Methods take form-encoded or JSON bodies (slack_sdk sends block-carrying calls as JSON). Messages get
-increasing ``ts`` values; ``rate_limit(method, times)`` makes the next calls answer 429 with
+increasing ``ts`` values; Socket Mode connects to ``/api/socket`` and receives what
+``send_over_socket`` queues; ``rate_limit(method, times)`` makes the next calls answer 429 with
 ``Retry-After`` like Slack's tiers do.
 """
 
@@ -36,8 +37,14 @@ class FakeSlack:
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     user_groups: dict[str, list[str]] = field(default_factory=dict)
     _limited: dict[str, int] = field(default_factory=dict)
+    socket_acks: list[str] = field(default_factory=list)
+    _envelopes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Condition | None = None
+
+    def send_over_socket(self, envelope_type: str, payload: dict[str, Any], envelope_id: str) -> None:
+        """Queue a Socket Mode envelope for the connected app (it is sent once the app connects)."""
+        self._envelopes.put_nowait({"envelope_id": envelope_id, "type": envelope_type, "payload": payload})
 
     def rate_limit(self, method: str, times: int = 1) -> None:
         self._limited[method] = times
@@ -88,7 +95,7 @@ class FakeSlack:
             case "files.completeUploadExternal":
                 return {"ok": True, "files": [{"id": "F1", "title": "workflow"}]}
             case "apps.connections.open":
-                return {"ok": False, "error": "not_allowed_token_type"}
+                return {"ok": True, "url": self.url.replace("http://", "ws://") + "socket"}
             case _:
                 return {"ok": False, "error": "unknown_method"}
 
@@ -108,7 +115,7 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
         method = request.match_info["method"]
         json_body = request.content_type == "application/json"
         args = dict(await request.json()) if json_body else dict(await request.post())
-        args = {k: v for k, v in args.items() if k != "token"}
+        args = {k: v for k, v in {**request.query, **args}.items() if k != "token"}  # some methods use the query
         await slack._record(method, args)
         if slack._limited.get(method, 0) > 0:
             slack._limited[method] -= 1
@@ -119,7 +126,27 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
         await slack._record("upload", {"bytes": len(await request.read())})
         return web.Response(text="OK")
 
+    async def socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": 1})
+
+        async def feed() -> None:
+            while True:
+                await ws.send_json(await slack._envelopes.get())
+
+        feeding = asyncio.create_task(feed())
+        try:
+            async for message in ws:
+                ack = json.loads(message.data)
+                slack.socket_acks.append(ack["envelope_id"])
+                await slack._record("socket.ack", ack)
+        finally:
+            feeding.cancel()
+        return ws
+
     app = web.Application(client_max_size=20 * 1024 * 1024)
+    app.router.add_get("/api/socket", socket)
     app.router.add_post("/api/{method}", api)
     app.router.add_post("/api/upload/{file}", upload)
     runner = web.AppRunner(app, access_log=None)

@@ -17,7 +17,12 @@ AUTH = {"Authorization": f"Bearer {ALERT_TOKEN}"}
 
 
 def alertmanager(group: str, status: str = "firing", *, fingerprint: str = "fp1", team: str = "") -> dict[str, Any]:
-    labels = {"alertname": "KubePodCrashLooping", "severity": "critical", "namespace": "shop", **({"team": team} if team else {})}
+    labels = {
+        "alertname": "KubePodCrashLooping",
+        "severity": "critical",
+        "namespace": "shop",
+        **({"team": team} if team else {}),
+    }
     return {
         "version": "4",
         "groupKey": group,
@@ -53,14 +58,14 @@ async def send(bot: RunningBot, payload: Any, source: str = "alertmanager", **he
 
 
 async def test_a_firing_alert_opens_one_thread_answered_with_a_workflow(bot: RunningBot) -> None:
-    response = await send(bot, alertmanager("{}:{alertname=\"KubePodCrashLooping\"}"))
+    response = await send(bot, alertmanager('{}:{alertname="KubePodCrashLooping"}'))
     assert response.status == 200 and (await response.json()) == {"stored": 1}
     await bot.bot.alerts.idle()
 
     posts = bot.slack.of("chat.postMessage")
     assert posts[0].args["channel"] == "CALERTS" and "thread_ts" not in posts[0].args
     assert "KubePodCrashLooping" in posts[0].args["text"] and "firing" in posts[0].args["text"]
-    thread_ts = (await bot.bot.kb.records.alert_thread("{}:{alertname=\"KubePodCrashLooping\"}")).thread_ts  # type: ignore[union-attr]
+    thread_ts = (await bot.bot.kb.records.alert_thread('{}:{alertname="KubePodCrashLooping"}')).thread_ts  # type: ignore[union-attr]
     card = (await bot.slack.wait_for("chat.update"))[-1]
     assert posts[1].args["thread_ts"] == thread_ts and card.args["ts"] == posts[1].args.get("ts", card.args["ts"])
     assert "KubePodCrashLooping" in json.dumps(card.args["blocks"])

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.server import socket_mode
 from bot.slack import DOWNVOTE_VIEW, EDIT_VIEW, PLACEHOLDER
 from core.settings import Settings
 from generation.rendering import EDIT_WORKFLOW, FEEDBACK_DOWN, FEEDBACK_UP, FLAG_STEP
@@ -115,7 +116,13 @@ def _submission(callback_id: str, metadata: str, values: dict[str, Any], user: s
     return {
         "type": "view_submission",
         "user": {"id": user},
-        "view": {"id": "V1", "type": "modal", "callback_id": callback_id, "private_metadata": metadata, "state": {"values": values}},
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": callback_id,
+            "private_metadata": metadata,
+            "state": {"values": values},
+        },
     }
 
 
@@ -213,3 +220,39 @@ async def test_health_and_metrics(bot: RunningBot) -> None:
     metrics = await (await bot.http.get(f"{bot.url}/metrics")).text()
     assert 'opsflow_answers_total{origin="slack",outcome="answered"} 1.0' in metrics
     assert 'opsflow_http_requests_total{path="/slack/events",status="200"}' in metrics
+
+
+async def test_socket_mode_answers_without_the_http_route(sample_kb: Settings, tmp_path: Path) -> None:
+    async with running_bot(sample_kb, tmp_path / "r.sqlite", slack={"app_token": "xapp-test"}) as bot:
+        refused = await bot.client.event(mention(QUESTION), "EvHttp")
+        assert refused.status == 404, "without signatures, HTTP must not be a way in"
+        envelope = {"type": "event_callback", "event_id": "EvSock", "team_id": "T1", "event": mention(QUESTION)}
+        bot.slack.send_over_socket("events_api", envelope, "env-1")
+        async with socket_mode(bot.bot):
+            update = (await bot.slack.wait_for("chat.update"))[0]
+            assert update.args["blocks"][0]["type"] == "header"
+            assert "env-1" in bot.slack.socket_acks
+
+
+async def test_shutdown_finishes_the_answers_in_flight(sample_kb: Settings, tmp_path: Path) -> None:
+    async with running_bot(sample_kb, tmp_path / "r.sqlite") as bot:
+        await bot.client.event(mention(QUESTION), "EvLate")
+        await bot.slack.wait_for("chat.postMessage")  # the placeholder is out; the answer is being built
+    assert len(bot.slack.of("chat.update")) == 1
+
+
+async def test_direct_messages_are_answered_and_bot_messages_ignored(bot: RunningBot) -> None:
+    dm = {"type": "message", "channel_type": "im", "channel": "D1", "user": "U1", "text": QUESTION, "ts": "5.1"}
+    await bot.client.event({**dm, "bot_id": "B9", "ts": "5.0"}, "EvBot")
+    await bot.client.event(dm, "EvDm")
+    update = (await bot.slack.wait_for("chat.update"))[0]
+    assert update.args["channel"] == "D1"
+    assert [c.args["thread_ts"] for c in bot.slack.of("chat.postMessage")] == ["5.1"]
+
+
+async def test_the_flowchart_is_attached_when_enabled(sample_kb: Settings, tmp_path: Path) -> None:
+    async with running_bot(sample_kb, tmp_path / "r.sqlite", slack={"attach_picture": True}) as bot:
+        await bot.client.event(mention(QUESTION), "EvPic")
+        upload = (await bot.slack.wait_for("upload"))[0]
+        done = (await bot.slack.wait_for("files.completeUploadExternal"))[0]
+        assert upload.args["bytes"] > 1000 and done.args["channel_id"] == "C1"

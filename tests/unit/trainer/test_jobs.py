@@ -66,6 +66,7 @@ def config(tmp: Path, method: str = "dpo", **fields: Any) -> JobConfig:
         ({"lora_target_modules": []}, "lora_target_modules"),
         ({"max_steps": 0}, "max_steps"),
         ({"surprise": 1}, "surprise"),
+        ({"init_adapter": "sft/adapter", "lora_r": 16}, "cannot change the shape of init_adapter"),
     ],
 )
 def test_impossible_configs_are_refused_with_the_reason(tmp_path: Path, fields: dict[str, Any], error: str) -> None:
@@ -108,11 +109,14 @@ def tiny_job(tmp: Path, base: Path, method: str, rows: list[dict[str, Any]], **f
     return config(tmp, method, base_model=base, **(settings | fields))
 
 
-def lora_b_norms(result: JobResult) -> list[float]:
+def lora_tensors(adapter_dir: Path) -> dict[str, Any]:
     from safetensors.torch import load_file
 
-    tensors = load_file(result.adapter_dir / "adapter_model.safetensors")
-    return [float(t.norm()) for name, t in tensors.items() if "lora_B" in name]
+    return load_file(adapter_dir / "adapter_model.safetensors")
+
+
+def lora_b_norms(result: JobResult) -> list[float]:
+    return [float(t.norm()) for name, t in lora_tensors(result.adapter_dir).items() if "lora_B" in name]
 
 
 @require_train
@@ -129,14 +133,14 @@ async def test_dpo_job_trains_the_adapter_reports_progress_and_exports_gguf(tmp_
     assert norms and all(n > 0 for n in norms)  # LoRA's B starts at zero: every one moved
     assert result.metrics["steps"] == 2 and len(result.metrics["losses"]) == 2
     assert [r.loss for r in reports if r.stage == "train"] == result.metrics["losses"]
-    assert [r.stage for r in reports][0] == "load" and reports[-1].stage == "done"
+    assert reports[0].stage == "load" and reports[-1].stage == "done"
     assert result.metrics["peak_rss_mb"] > 0 and result.metrics["seconds_per_step"] > 0
     assert result.gguf_adapter is not None and result.gguf_adapter.read_bytes()[:4] == b"GGUF"
     assert "progress" in result.log_path.read_text()
 
 
 @require_train
-@pytest.mark.parametrize("method", ["sft", "kto", "grpo"])
+@pytest.mark.parametrize("method", ["kto", "grpo"])
 async def test_job_changes_the_lora_weights(tmp_path: Path, tiny_base: Path, method: str) -> None:
     result = await run_job(tiny_job(tmp_path, tiny_base, method, ROWS[method]))
 
@@ -146,6 +150,19 @@ async def test_job_changes_the_lora_weights(tmp_path: Path, tiny_base: Path, met
     if method == "grpo":  # the tiny model writes no workflow: unreadable, shaped by the gold words it hits
         assert len(result.metrics["rewards"]) == 2
         assert all(-1.0 <= r <= -0.5 for r in result.metrics["rewards"])
+
+
+@require_train
+async def test_dpo_trains_on_the_adapter_sft_left(tmp_path: Path, tiny_base: Path) -> None:
+    sft = await run_job(tiny_job(tmp_path / "sft", tiny_base, "sft", ROWS["sft"]))
+    dpo = await run_job(tiny_job(tmp_path / "dpo", tiny_base, "dpo", ROWS["dpo"], init_adapter=sft.adapter_dir))
+
+    assert all(n > 0 for n in lora_b_norms(sft))
+    before, after = lora_tensors(sft.adapter_dir), lora_tensors(dpo.adapter_dir)
+    assert before.keys() == after.keys()  # the same adapter, trained further
+    assert any(not after[name].equal(before[name]) for name in before)
+    # Its reference is the SFT adapter itself, so DPO starts at the untrained loss log 2.
+    assert dpo.metrics["losses"][0] == pytest.approx(0.6931, abs=1e-3)
 
 
 @require_train

@@ -45,8 +45,8 @@ GOOD = reply(
         ),
         # A process step that leads nowhere breaks validity; the rest of the rubric still counts.
         pytest.param(
-            reply(step("s1", "process", "Check the pod logs for errors"), step("s2", "terminal", "Restart the deployment")),
-            2, True, 0.75, 0.8, id="process-step-without-next",
+            reply(step("s1", "process", "Check the pod logs"), step("s2", "terminal", "Restart the deployment")),
+            2, True, 0.75, 26 / 35, id="process-step-without-next",  # matches 6/7 and 1 → P 13/14, R 13/21
         ),
         # Source 3 is not in a prompt that showed 2: no citation, so not grounded and not valid.
         pytest.param(
