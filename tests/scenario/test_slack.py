@@ -160,7 +160,10 @@ async def test_edit_modal_stores_the_correction_beside_the_original(bot: Running
     refused = await bot.client.interaction(_submission(EDIT_VIEW, answer_id, broken))
     assert (await refused.json())["response_action"] == "errors"
 
-    corrected = "1. Check the pod events with kubectl describe pod\n2? Is it OOMKilled? yes: 3 no: 4\n3= Raise the memory limit\n4= Escalate"
+    corrected = (
+        "1. Check the pod events with kubectl describe pod\n"
+        "2? Is it OOMKilled? yes: 3 no: 4\n3= Raise the memory limit\n4= Escalate"
+    )
     values = {"steps": {"steps": {"type": "plain_text_input", "value": corrected}}}
     assert (await bot.client.interaction(_submission(EDIT_VIEW, answer_id, values))).status == 200
     feedback = await bot.bot.kb.records.user_feedback(interaction.id, "U2")

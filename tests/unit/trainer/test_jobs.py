@@ -101,7 +101,7 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_job(tmp: Path, base: Path, method: str, rows: list[dict[str, Any]], **fields: Any) -> JobConfig:
-    (tmp / "data").mkdir(exist_ok=True)
+    (tmp / "data").mkdir(parents=True, exist_ok=True)
     (tmp / "data" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     settings: dict[str, Any] = {"max_steps": 2, "max_length": 64, "device": "cpu", "export_gguf": False}
     if method == "grpo":
