@@ -12,11 +12,13 @@ from pathlib import Path
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerting import AlertDispatcher
+from bot.executor import Executor
 from bot.ingest import ingest
 from bot.metrics import Metrics
 from bot.service import Service
 from bot.serving import ServedModels, open_served_models
 from bot.slack import SlackBot
+from connectors.tools import Toolbox, catalogue
 from core.errors import ConfigError, ModelUnavailable
 from core.settings import GraphSettings, RetrievalSettings, Settings
 from generation.extraction import LlmIncidentExtractor
@@ -135,10 +137,20 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
         adapted = functools.partial(build_adapted_chat_model, settings)
         served = await open_served_models(records, chat, adapted, reload_s=settings.train.reload_s)
         stack.push_async_callback(served.aclose)
-        planner = LlmPlanner(served.models["planner"])
+        planner = LlmPlanner(served.models["planner"], tools=tuple(catalogue(settings.tools).values()))
         scorer = Scorer(served.models["scorer"]) if wants_scorer else None
         service = Service(retriever, settings.planner, planner, scorer)
         yield Knowledge(index, graph, builder, retriever, records, service, embedder, chat, served)
+
+
+@asynccontextmanager
+async def open_executor(settings: Settings, kb: Knowledge) -> AsyncIterator[Executor]:
+    """The executor of workflow checks with the configured tools; decisions by the configured chat model."""
+    toolbox = Toolbox(settings.tools)
+    try:
+        yield Executor(kb.records, toolbox, settings.tools, kb.chat)
+    finally:
+        await toolbox.aclose()
 
 
 @dataclass

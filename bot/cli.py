@@ -330,3 +330,6 @@ def _feedback_row(feedback: Feedback, interaction: Interaction) -> dict[str, Any
 # The learning loop's groups (train, models, schedule) add themselves to `main`; imported last, as
 # they use this module's helpers.
 import bot.cli_training  # noqa: E402, F401
+from bot.cli_checks import checks_command  # noqa: E402
+
+main.add_command(checks_command)

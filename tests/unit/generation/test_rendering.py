@@ -233,3 +233,16 @@ def test_slack_context_shows_the_scorers_confidence_only_when_there_is_one() -> 
     context = lambda a: next(b for b in render_slack_blocks(a) if b["type"] == "context")["elements"][0]["text"]  # noqa: E731
     assert "confidence" not in context(base)
     assert "confidence 80%" in context(base.model_copy(update={"confidence": 0.8}))
+
+
+def test_buttons_and_step_menus_carry_the_answer_id() -> None:
+    from generation.rendering import FLAG_STEP, render_slack_blocks
+
+    blocks = render_slack_blocks(answer(), answer_id="42")
+    buttons = [e for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert {b["value"] for b in buttons} == {"42"}
+    menus = [b["accessory"] for b in blocks if "accessory" in b]
+    assert menus and all(m["action_id"] == FLAG_STEP for m in menus)
+    values = [o["value"] for o in menus[0]["options"]]
+    assert [v.split("|")[:2] for v in values] == [["42", "wrong"], ["42", "incomplete"], ["42", "dangerous"]]
+    assert not any("accessory" in b for b in render_slack_blocks(answer()))

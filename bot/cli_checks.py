@@ -1,0 +1,95 @@
+"""``opsflow checks "QUERY"``: plan a workflow, run its read-only checks, take its branches, and list
+its write steps as pending. The CLI never runs a write: its runs have no channel to approve in."""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Any
+
+import click
+
+from bot.app import open_executor, open_knowledge
+from bot.executor import RunReport
+from core.settings import Settings
+from core.types import Answer, RunEvent
+
+_MARK = {"process": "▸", "decision": "◆", "terminal": "■"}
+
+
+@click.command("checks")
+@click.argument("query")
+@click.option("--json", "as_json", is_flag=True, help="Print the answer and the run as JSON.")
+def checks_command(query: str, as_json: bool) -> None:
+    """Answer QUERY with a workflow and run its read-only checks (writes are listed, never run)."""
+    # Imported here: bot.cli imports this module to register the command.
+    from bot.cli import _print_json, _run, _settings, answer_json
+
+    settings = _settings()
+    answer, report = _run(_checks(settings, query))
+    if as_json:
+        _print_json({**answer_json(answer), "run": None if report is None else report_json(report)})
+    elif report is None:
+        click.echo(f"No runbook matches: {answer.reason}")
+    else:
+        _print_report(answer, report)
+
+
+async def _checks(settings: Settings, query: str) -> tuple[Answer, RunReport | None]:
+    async with open_knowledge(settings) as kb, open_executor(settings, kb) as executor:
+        answer, retrieval = await kb.service.answer(query)
+        if answer.workflow is None:
+            return answer, None
+        user = getpass.getuser()
+        report = await executor.run(answer.workflow, query=query, user=user, retrieval=retrieval)
+        return answer, report
+
+
+def report_json(report: RunReport) -> dict[str, Any]:
+    """A run as JSON: its state, events in order, and the writes waiting for an approval."""
+    return {
+        "id": report.run_id,
+        "state": report.state,
+        "events": [e.model_dump(mode="json", exclude_none=True) for e in report.events],
+        "pending": [{"step_id": step_id, **action.model_dump(mode="json")} for step_id, action in report.pending],
+    }
+
+
+def _print_report(answer: Answer, report: RunReport) -> None:
+    assert answer.workflow is not None
+    types = {s.id: s.type for s in answer.workflow.steps}
+    click.secho(f"{answer.workflow.title} — checks run #{report.run_id}", bold=True)
+    for event in report.events:
+        if line := _line(event, types):
+            click.echo(line)
+    for step_id, action in report.pending:
+        click.secho(f"  ✋ {step_id} waits for an approval: {action.tool} {_args(action.args)}", fg="yellow")
+    colour = {"finished": "green", "waiting_approval": "yellow"}.get(report.state, "red")
+    click.secho(f"state: {report.state.replace('_', ' ')}", fg=colour)
+
+
+def _line(event: RunEvent, types: dict[str, str]) -> str | None:
+    mark = _MARK.get(types.get(event.step_id or "", ""), "·")
+    head = f"  {mark} {event.step_id} {event.text}"
+    match event.kind:
+        case "probe" if event.result is not None and event.action is not None:
+            result = event.result
+            body = "\n".join(f"      {line}" for line in result.summary.splitlines()[:12])
+            return f"{head}\n    {event.action.tool} {_args(event.action.args)} → {result.status} " + (
+                f"({result.duration_ms:.0f} ms)\n{body}"
+            )
+        case "manual":
+            return f"{head}  (by hand)"
+        case "decision":
+            return f"{head} → {event.branch} ({event.reason})"
+        case "undecided":
+            return f"{head} → undecided: {event.reason}"
+        case "stopped":
+            return f"  stopped: {event.text}"
+    return None
+
+
+def _args(args: dict[str, Any]) -> str:
+    if set(args) == {"argv"}:
+        return " ".join(args["argv"])
+    return json.dumps(args, ensure_ascii=False)
