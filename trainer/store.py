@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -223,14 +224,16 @@ class RecordStore:
         self.url = url
         self._engine: Engine | None = None
         self._sessions: sessionmaker[Session] | None = None
+        self._opening = threading.Lock()
 
     def _session(self) -> Session:
-        if self._sessions is None:
-            if self.url.startswith("sqlite:///"):
-                Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._engine = create_engine(self.url, pool_pre_ping=True)
-            Record.metadata.create_all(self._engine)
-            self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        with self._opening:  # first calls may come from several worker threads at once
+            if self._sessions is None:
+                if self.url.startswith("sqlite:///"):
+                    Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+                self._engine = create_engine(self.url, pool_pre_ping=True)
+                Record.metadata.create_all(self._engine)
+                self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._sessions()
 
     async def transaction(self, fn: Callable[[Session], T]) -> T:
