@@ -133,9 +133,7 @@ class Sent:
     last_accepted_at: float = 0.0
 
 
-async def send(
-    http: aiohttp.ClientSession, url: str, token: str, storm: Plan, *, max_attempts: int = 30
-) -> Sent:
+async def send(http: aiohttp.ClientSession, url: str, token: str, storm: Plan, *, max_attempts: int = 30) -> Sent:
     """Send the storm, group by group in order, resending 503s after their Retry-After."""
     sent = Sent(first_at=time.monotonic())
     by_group: dict[str, list[Notification]] = defaultdict(list)

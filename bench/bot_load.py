@@ -27,7 +27,6 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 from sqlalchemy import select
@@ -86,7 +85,9 @@ def bot_env(data_dir: Path, records: Path, slack_url: str, *, answer: bool) -> d
 # -- mentions ---------------------------------------------------------------------------------------
 
 
-async def mention(client: SlackClient, slack: FakeSlack, channel: str, ts: str, event_id: str, question: str) -> dict[str, float]:
+async def mention(
+    client: SlackClient, slack: FakeSlack, channel: str, ts: str, event_id: str, question: str
+) -> dict[str, float]:
     """One mention's ack, placeholder and answer times in ms."""
     event = {"type": "app_mention", "user": "U1", "text": f"<@UBOT> {question}", "ts": ts, "channel": channel}
     started = time.monotonic()
@@ -98,7 +99,9 @@ async def mention(client: SlackClient, slack: FakeSlack, channel: str, ts: str, 
     (placeholder,) = await slack.wait_for("chat.postMessage", within=300, channel=channel, thread_ts=ts)
     if placeholder.args.get("text") != PLACEHOLDER:
         raise SystemExit(f"expected the placeholder first, got {placeholder.args.get('text')!r}")
-    posted_ts = next(key[1] for key, args in slack.messages.items() if key[0] == channel and args.get("thread_ts") == ts)
+    posted_ts = next(
+        key[1] for key, args in slack.messages.items() if key[0] == channel and args.get("thread_ts") == ts
+    )
     (card,) = await slack.wait_for("chat.update", within=300, channel=channel, ts=posted_ts)
     return {
         "ack": (acked - started) * 1000,
@@ -107,7 +110,9 @@ async def mention(client: SlackClient, slack: FakeSlack, channel: str, ts: str, 
     }
 
 
-async def mention_round(bot: BotProcess, slack: FakeSlack, http: aiohttp.ClientSession, n: int, tag: int, *, one_channel: bool) -> dict[str, list[float]]:
+async def mention_round(
+    bot: BotProcess, slack: FakeSlack, http: aiohttp.ClientSession, n: int, tag: int, *, one_channel: bool
+) -> dict[str, list[float]]:
     client = SlackClient(bot.url, http)
     results = await asyncio.gather(
         *(
@@ -184,7 +189,9 @@ async def storm(bot: BotProcess, slack: FakeSlack, records_url: str, total: int,
     records = RecordStore(records_url)
     try:
         rows = await records.transaction(
-            lambda s: [tuple(r) for r in s.execute(select(AlertRecord.group_key, AlertRecord.fingerprint, AlertRecord.status))]
+            lambda s: [
+                tuple(r) for r in s.execute(select(AlertRecord.group_key, AlertRecord.fingerprint, AlertRecord.status))
+            ]
         )
         threads = await records.transaction(lambda s: list(s.scalars(select(AlertThread))))
         unposted = await records.unposted_alerts()
@@ -197,24 +204,26 @@ async def storm(bot: BotProcess, slack: FakeSlack, records_url: str, total: int,
     extra = sum((stored - expected).values())
     calls = slack.calls[first_call:]
     top_level = [c for c in calls if c.method == "chat.postMessage" and not c.args.get("thread_ts")]
-    wrong_state = [
-        t.group_key for t in threads if (t.status, frozenset(t.firing)) != storm_plan.final.get(t.group_key)
-    ]
+    wrong_state = [t.group_key for t in threads if (t.status, frozenset(t.firing)) != storm_plan.final.get(t.group_key)]
     placeholders = [c for c in calls if c.method == "chat.postMessage" and c.args.get("text") == PLACEHOLDER]
     r = _alertstorm.rates(calls)
-    refused = {line.split("}")[0] + "}": line.rsplit(" ", 1)[1] for line in metrics.splitlines() if line.startswith("opsflow_alerts_refused_total")}
+    refused = {
+        line.split("}")[0] + "}": line.rsplit(" ", 1)[1]
+        for line in metrics.splitlines()
+        if line.startswith("opsflow_alerts_refused_total")
+    }
 
     print(
-        f"  sent {total} notifications ({sum(len(n.alerts) for n in storm_plan.notifications)} alerts) to {groups} groups, "
-        f"planned over {seconds:.0f} s, took {sent_s:.1f} s"
+        f"  sent {total} notifications ({sum(len(n.alerts) for n in storm_plan.notifications)} alerts) "
+        f"to {groups} groups, planned over {seconds:.0f} s, took {sent_s:.1f} s"
     )
     print(
         f"  responses: {dict(sorted(sent.statuses.items()))}; accepted {len(sent.accepted)} notifications, "
         f"gave up on {len(sent.gave_up)}; bot counted refused: {refused or 'none'}"
     )
     print(
-        f"  alerts: {sum(expected.values())} in accepted notifications, {len(rows)} stored, lost {lost}, unexpected {extra}, "
-        f"left unposted {len(unposted)}"
+        f"  alerts: {sum(expected.values())} in accepted notifications, {len(rows)} stored, lost {lost}, "
+        f"unexpected {extra}, left unposted {len(unposted)}"
     )
     print(
         f"  threads: {len(threads)} stored, {len(top_level)} top-level posts (expected {groups}); "
@@ -226,8 +235,9 @@ async def storm(bot: BotProcess, slack: FakeSlack, records_url: str, total: int,
     )
     print(f"  Slack Web API calls: {r['total']}")
     print(
-        f"  busiest 60 s per method: {r['per_minute']}; chat.postMessage per channel: max {r['post_per_s_per_channel']} in 1 s, "
-        f"min gap {r['min_post_gap_s']} s  (Slack: chat.postMessage ~1/s per channel, chat.update Tier 3 ~50/min)"
+        f"  busiest 60 s per method: {r['per_minute']}; chat.postMessage per channel: "
+        f"max {r['post_per_s_per_channel']} in 1 s, min gap {r['min_post_gap_s']} s"
+        "  (Slack: chat.postMessage ~1/s per channel, chat.update Tier 3 ~50/min)"
     )
     print(f"  bot peak VmRSS during the storm: {bot.peak_rss:.0f} MiB (VmHWM {bot.memory()['VmHWM']:.0f} MiB)")
 
@@ -241,7 +251,9 @@ async def run(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         await build_kb(scratch / "data")
         print(f"knowledge base: samples/runbooks ingested in {time.perf_counter() - started:.0f} s")
-        print("Slack here is the loopback fake Web API of the tests (tests/fakes/slack.py): no network, no Slack latency")
+        print(
+            "Slack here is the loopback fake Web API of the tests (tests/fakes/slack.py): no network, no Slack latency"
+        )
         variants = {"both": (True, False), "on": (True,), "off": (False,)}[args.answer]
         for index, answer in enumerate(variants):
             async with fake_slack() as slack:
@@ -259,7 +271,9 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 20 mentions, 200 notifications in 12 s")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 1 round of 20 mentions, 200 notifications in 12 s"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mentions", type=int, default=50)
     parser.add_argument("--notifications", type=int, default=1000)

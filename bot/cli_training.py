@@ -69,6 +69,7 @@ def export_command(out: Path | None, as_json: bool) -> None:
 @click.option("--steps", type=click.IntRange(1), default=None, help="Training steps (default: the job's).")
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @click.option("--learning-rate", type=click.FloatRange(0, 1, min_open=True), default=None)
+@click.option("--max-length", type=click.IntRange(16), default=None, help="Tokens per row (default: llamacpp.n_ctx).")
 @_JSON
 def run_command(
     method: Method,
@@ -76,11 +77,12 @@ def run_command(
     steps: int | None,
     batch_size: int | None,
     learning_rate: float | None,
+    max_length: int | None,
     as_json: bool,
 ) -> None:
     """Train METHOD (sft, dpo, grpo, kto) for the target, gate the candidate, promote it if it does not regress."""
     settings = _settings()
-    given = {"max_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate}
+    given = {"max_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "max_length": max_length}
     options = {k: v for k, v in given.items() if v is not None}
 
     async def progress(report: JobProgress) -> None:

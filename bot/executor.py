@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from connectors.redaction import redact
 from core.settings import ToolSettings
 from core.types import Action, Retrieval, RunEvent, Step, ToolResult, ToolSpec, Workflow
+from generation.actions import attach_actions
 from generation.decisions import decide
 from generation.ports import ChatModel
 from generation.validation import validate
@@ -133,9 +134,13 @@ class Executor:
     ) -> RunReport:
         """Walk ``workflow`` from its start until it finishes, stops or waits for an approval.
 
+        With the ``retrieval`` the workflow was planned from, steps get the actions their runbook
+        sentences give (``generation.actions``), and training can rebuild the planner's prompt.
         Raises ``PlanError`` when a step's action is not a valid call of the catalogue. Approvals
-        can only be given in ``channel`` (a run without one, from the CLI, can have none).
-        ``retrieval`` is kept with the run so training can rebuild the planner's prompt."""
+        can only be given in ``channel`` (a run without one, from the CLI, can have none)."""
+        if retrieval is not None:
+            chunks = {p.chunk.chunk_id: p.chunk for p in retrieval.passages}
+            workflow = attach_actions(workflow, chunks, self._toolbox.tools)
         cited = {c.chunk_id for s in workflow.steps for c in s.citations}
         validate(workflow, cited, self._toolbox.tools)
         row = ExecutorRun(

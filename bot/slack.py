@@ -50,6 +50,7 @@ from trainer.store import Interaction, RecordStore
 log = logging.getLogger(__name__)
 
 PLACEHOLDER = ":mag: Looking into it…"
+MAX_QUESTION = 4000  # characters; a pasted log is not a question, and retrieval reads only the start
 DOWNVOTE_VIEW = "downvote_reason"
 EDIT_VIEW = "edit_workflow"
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
@@ -217,6 +218,14 @@ class SlackBot:
         started = time.perf_counter()
         if not question:
             await self.post(channel, thread_ts, HELP)
+            return None
+        if len(question) > MAX_QUESTION:
+            await self.post(
+                channel,
+                thread_ts,
+                f":warning: That message is {len(question):,} characters; ask in under {MAX_QUESTION:,} "
+                "(describe the symptom or paste the alert name rather than whole logs).",
+            )
             return None
         placeholder = await self.post(channel, thread_ts, PLACEHOLDER)
         if placeholder is None:

@@ -131,7 +131,7 @@ class Training:
             dataset_dir=exported.out / name,
             output_dir=self.adapters_dir / f"{target}-{method}-{stamp}-{exported.manifest['snapshot'][:8]}",
             seed=self._cfg.seed,
-            **job_options,
+            **({"max_length": self._settings.llamacpp.n_ctx} | job_options),  # room for the whole serving prompt
         )
         result = await run_job(config, on_progress=on_progress)
         version = await self.registry.add_candidate(

@@ -133,7 +133,7 @@ async def test_a_query_step_decides_the_branch_from_real_values(
     decided = next(e for e in report.events if e.kind == "decision")
     assert decided.branch == branch and decided.reason.startswith("rule: ")
     assert report.state == "finished"
-    assert [e.text for e in report.events if e.kind == "manual"][0].startswith(end)
+    assert next(e.text for e in report.events if e.kind == "manual").startswith(end)
 
 
 def test_opsflow_checks_runs_the_sample_runbooks_query_and_takes_the_branch(

@@ -259,3 +259,24 @@ async def test_the_flowchart_is_attached_when_enabled(sample_kb: Settings, tmp_p
         upload = (await bot.slack.wait_for("upload"))[0]
         done = (await bot.slack.wait_for("files.completeUploadExternal"))[0]
         assert upload.args["bytes"] > 1000 and done.args["channel_id"] == "C1"
+
+
+async def test_an_oversized_question_gets_a_clear_note_instead_of_an_answer(bot: RunningBot) -> None:
+    await bot.client.event(mention("x " * 5000), "EvBig")
+    note = (await bot.slack.wait_for("chat.postMessage"))[0]
+    assert "characters" in note.args["text"] and not bot.slack.of("chat.update")
+
+
+async def test_a_search_backend_that_is_down_gets_a_clear_note_in_the_thread(
+    sample_kb: Settings, tmp_path: Path
+) -> None:
+    pytest.importorskip("elasticsearch")  # imported here: a first import reads files, once, as the bot starts
+    down = {"backend": "elasticsearch", "es_url": "http://127.0.0.1:9", "timeout_s": 1}
+    async with running_bot(sample_kb, tmp_path / "r.sqlite", retrieval=down) as bot:
+        await bot.client.event(mention(QUESTION), "EvDown")
+        update = (await bot.slack.wait_for("chat.update"))[0]
+        assert ":warning:" in update.args["text"] or "degraded" in json.dumps(update.args["blocks"])
+        metrics = await (await bot.http.get(f"{bot.url}/metrics")).text()
+        health = await bot.http.get(f"{bot.url}/healthz")
+        assert health.status == 503 and "failing" in (await health.json())["checks"]["index"]
+        assert "opsflow_answers_total" in metrics

@@ -1,0 +1,249 @@
+"""Fuzzing the running bot's alert webhooks over real HTTP: never a 500, never a lost valid alert.
+
+The bot (with the loopback fake Slack) runs for the whole module on its own event loop in a thread; the
+tests send requests synchronously, one at a time, so every alert stored since the previous request is
+this request's. For each 200 the stored alerts must be exactly what ``PARSERS[source]`` makes of the
+same body; for anything else nothing may be stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import gzip
+import hashlib
+import hmac
+import http.client
+import json
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from bot.server import MAX_BODY
+from connectors.alerts import PARSERS
+from core.settings import Settings
+from tests.botharness import ALERT_TOKEN, RunningBot, running_bot
+from tests.unit.connectors.test_alerts import SAMPLES, containers, json_values, shaped_values
+from trainer.store import AlertRecord
+
+T = TypeVar("T")
+PD_SECRET = "pd-fuzz-secret"
+SOURCES = sorted(PARSERS)
+ACCEPTABLE = {200, 400, 401, 413, 503}  # 503: the queue is full; the sender retries
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+@dataclass
+class ServedBot:
+    """The running bot, driven from the test thread."""
+
+    running: RunningBot
+    loop: asyncio.AbstractEventLoop
+    port: int
+    last_id: int = 0
+
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=30)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
+
+    def get(self, path: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    def new_rows(self) -> list[AlertRecord]:
+        """Alerts stored since the last call, in the order they were stored."""
+        last = self.last_id
+        rows = self.call(
+            self.running.bot.kb.records.transaction(
+                lambda s: list(s.scalars(select(AlertRecord).where(AlertRecord.id > last).order_by(AlertRecord.id)))
+            )
+        )
+        if rows:
+            self.last_id = rows[-1].id
+        return rows
+
+
+@pytest.fixture(scope="module")
+def served(sample_kb: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedBot]:
+    loop = asyncio.new_event_loop()
+    ready: concurrent.futures.Future[tuple[RunningBot, asyncio.Event]] = concurrent.futures.Future()
+    records = tmp_path_factory.mktemp("fuzz") / "records.sqlite"
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        alerts = {"answer": False, "pagerduty_secret": PD_SECRET}
+        try:
+            async with running_bot(sample_kb, records, alerts=alerts) as running:
+                ready.set_result((running, stop))
+                await stop.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), name="fuzzed-bot")
+    thread.start()
+    running, stop = ready.result(timeout=120)
+    port = int(running.url.rsplit(":", 1)[1])
+    try:
+        yield ServedBot(running, loop, port)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=60)
+        loop.close()
+
+
+def headers_for(source: str, body: bytes, content_type: str = "application/json") -> dict[str, str]:
+    """Valid credentials for ``source``: the bearer token, or PagerDuty's signature of the body."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    if source == "pagerduty":
+        digest = hmac.new(PD_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        return {**headers, "X-PagerDuty-Signature": f"v1={digest}"}
+    return {**headers, "Authorization": f"Bearer {ALERT_TOKEN}"}
+
+
+def check(served: ServedBot, source: str, body: bytes, headers: dict[str, str]) -> int:
+    """Send one webhook; assert no 500, and that what was stored is exactly the parse of the body."""
+    status, reply = served.post(f"/alerts/{source}", body, headers)
+    assert status in ACCEPTABLE, (status, reply[:300])
+    rows = served.new_rows()
+    if status != 200:
+        assert rows == [], f"HTTP {status} but {len(rows)} alerts stored"
+        return status
+    expected = PARSERS[source](json.loads(body))  # type: ignore[index]
+    assert json.loads(reply) == {"stored": len(expected)}
+    assert [r.alert for r in rows] == [a.model_dump(mode="json") for a in expected]
+    assert [(r.source, r.group_key, r.fingerprint, r.status) for r in rows] == [
+        (a.source, a.group_key, a.fingerprint, a.status) for a in expected
+    ]
+    return status
+
+
+def mutate(payload: Any, data: st.DataObject) -> Any:
+    """Up to four random edits: a value replaced, a key deleted or added, a list item copied or dropped."""
+    payload = copy.deepcopy(payload)
+    for _ in range(data.draw(st.integers(1, 4), label="edits")):
+        target = data.draw(st.sampled_from(containers(payload)))
+        match data.draw(st.sampled_from(["replace", "delete", "add", "copy"])):
+            case "replace" if target:
+                key = data.draw(st.sampled_from(sorted(target) if isinstance(target, dict) else range(len(target))))
+                target[key] = data.draw(shaped_values)
+            case "delete" if target:
+                key = data.draw(st.sampled_from(sorted(target) if isinstance(target, dict) else range(len(target))))
+                del target[key]
+            case "add" if isinstance(target, dict):
+                target[data.draw(st.text(max_size=12))] = data.draw(json_values)
+            case "copy" if isinstance(target, list) and target:
+                target.append(copy.deepcopy(data.draw(st.sampled_from(target))))
+    return payload
+
+
+@FUZZ
+@given(source=st.sampled_from(SOURCES), data=st.data())
+def test_mutated_valid_payloads_are_stored_exactly_as_parsed_or_refused(
+    served: ServedBot, source: str, data: st.DataObject
+) -> None:
+    body = json.dumps(mutate(SAMPLES[source], data)).encode()
+    check(served, source, body, headers_for(source, body))
+
+
+@FUZZ
+@given(source=st.sampled_from(SOURCES), payload=shaped_values)
+def test_any_json_value_is_stored_as_parsed_or_refused(served: ServedBot, source: str, payload: Any) -> None:
+    body = json.dumps(payload).encode()
+    check(served, source, body, headers_for(source, body))
+
+
+@FUZZ
+@given(
+    source=st.sampled_from(SOURCES),
+    body=st.binary(max_size=2000) | st.text(max_size=500).map(lambda t: t.encode("utf-8", "surrogatepass")),
+    content_type=st.sampled_from(
+        ["", "application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+    ),
+)
+def test_random_bytes_are_refused_without_a_500(served: ServedBot, source: str, body: bytes, content_type: str) -> None:
+    try:
+        json.loads(body)
+    except ValueError:
+        assert check(served, source, body, headers_for(source, body, content_type)) in (400, 503)
+    else:
+        check(served, source, body, headers_for(source, body, content_type))
+
+
+@FUZZ
+@given(
+    source=st.sampled_from(SOURCES),
+    content_type=st.sampled_from(["", "text/plain", "application/xml", "application/json; charset=latin-1", "x/y"]),
+    encoding=st.sampled_from([None, "gzip", "deflate", "br", "identity", "bogus"]),
+    valid=st.booleans(),
+)
+def test_wrong_content_type_or_encoding_headers_do_not_break_the_endpoint(
+    served: ServedBot, source: str, content_type: str, encoding: str | None, valid: bool
+) -> None:
+    body = json.dumps(SAMPLES[source] if valid else {"groupKey": 1}).encode()
+    headers = headers_for(source, body, content_type)
+    if encoding is not None:
+        headers["Content-Encoding"] = encoding  # the body is not encoded: a lie the server must survive
+    status = check(served, source, body, headers)
+    if encoding in (None, "identity") and valid:
+        assert status in (200, 503)
+
+
+@FUZZ
+@given(
+    source=st.sampled_from(SOURCES),
+    payload=shaped_values,
+    credentials=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.strip),
+)
+def test_wrong_credentials_store_nothing(served: ServedBot, source: str, payload: Any, credentials: str) -> None:
+    body = json.dumps(payload).encode()
+    header = "X-PagerDuty-Signature" if source == "pagerduty" else "Authorization"
+    assert check(served, source, body, {header: credentials} if credentials else {}) == 401
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_huge_and_deeply_nested_bodies_are_refused(served: ServedBot, source: str) -> None:
+    too_big = b'{"groupKey": "g", "alerts": [' + b'{"status": "firing"},' * (MAX_BODY // 20) + b"{}]}"
+    assert check(served, source, too_big, headers_for(source, too_big)) == 413
+    bomb = gzip.compress(b" " * (64 * MAX_BODY))  # 64 MiB once inflated, 64 KiB on the wire
+    assert check(served, source, bomb, {**headers_for(source, bomb), "Content-Encoding": "gzip"}) in (400, 401, 413)
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert check(served, source, deep, headers_for(source, deep)) in (400, 413)
+    many = [{"name": f"A{i}", "group": "big", "labels": {f"k{j}": "v" * 50 for j in range(40)}} for i in range(300)]
+    body = json.dumps(many).encode()  # just under the limit
+    assert len(body) < MAX_BODY
+    assert check(served, source, body, headers_for(source, body)) == (200 if source == "generic" else 400)
+
+
+def test_the_bot_still_answers_and_accounts_for_every_alert_it_took(served: ServedBot) -> None:
+    body = json.dumps(SAMPLES["alertmanager"]).encode()
+    assert check(served, "alertmanager", body, headers_for("alertmanager", body)) == 200
+    assert served.get("/healthz") == 200
+    unposted = served.call(served.running.bot.kb.records.unposted_alerts())
+    assert served.running.bot.alerts.backlog == len(unposted), "every stored alert is posted or still waiting to be"
