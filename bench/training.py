@@ -5,7 +5,10 @@ serving Planner prompt over the case's runbook (split into sources as retrieval 
 gold steps as the chosen workflow and their first half as the rejected one; GRPO rows carry the gold
 steps for the reward. The first run also dequantises the GGUF once into the job cache (not timed per step).
 
-    .venv/bin/python -m bench.training [--steps 5] [--grpo-steps 3] [--max-length 1024] [--device auto]
+    .venv/bin/python -m bench.training [--steps 5] [--grpo-steps 3] [--max-length 1024] [--sources 8] [--device auto]
+
+Serving prompts run to 1,200-3,400 tokens (8 sources of up to 160 words) plus ~450 for the reply; on
+2 CPU cores a step at that length takes minutes, so ``--sources 2 --max-length 512`` is the quick look.
 """
 
 from __future__ import annotations
@@ -26,13 +29,13 @@ from generation.prompts import MAX_SOURCE_WORDS, planner_messages, select_contex
 from trainer.jobs import JobConfig, JobProgress, run_job
 
 
-def _retrieval(case: dict[str, Any]) -> Retrieval:
+def _retrieval(case: dict[str, Any], sources: int) -> Retrieval:
     doc_id = case["doc_ids"][0]
     words = (SHARED_BENCH / "corpus" / doc_id).read_text(encoding="utf-8").split()
     texts = [" ".join(words[i : i + MAX_SOURCE_WORDS]) for i in range(0, len(words), MAX_SOURCE_WORDS)] or [""]
     passages = tuple(
         Passage(chunk=Chunk(chunk_id=f"{doc_id}#{n}", doc_id=doc_id, ordinal=n, title=doc_id, text=t), score=1.0)
-        for n, t in enumerate(texts)
+        for n, t in enumerate(texts[:sources])
     )
     return Retrieval(query=case["query"], passages=passages)
 
@@ -58,13 +61,13 @@ def _reply(steps: list[dict[str, str]]) -> str:
     )
 
 
-def rows(limit: int) -> dict[str, list[dict[str, Any]]]:
+def rows(limit: int, sources: int) -> dict[str, list[dict[str, Any]]]:
     """DPO and GRPO rows from the first ``limit`` answerable dev cases with at least two gold steps."""
     lines = (SHARED_BENCH / "cases.dev.jsonl").read_text(encoding="utf-8").splitlines()
     cases = [c for c in map(json.loads, lines) if not c["unanswerable"] and len(c["gold_steps"]) >= 2][:limit]
     out: dict[str, list[dict[str, Any]]] = {"dpo": [], "grpo": []}
     for case in cases:
-        retrieval, gold = _retrieval(case), case["gold_steps"]
+        retrieval, gold = _retrieval(case, sources), case["gold_steps"]
         prompt = planner_messages(retrieval)
         chosen, rejected = _reply(gold), _reply(gold[: max(1, len(gold) // 2)])
         out["dpo"].append(
@@ -89,7 +92,7 @@ async def _show(report: JobProgress) -> None:
 
 async def bench(args: argparse.Namespace, work: Path) -> dict[str, dict[str, Any]]:
     base = assemble_packaged_model(Settings().data_dir / "models")
-    data = rows(16)
+    data = rows(16, args.sources)
     jobs = {
         "dpo": {"max_steps": args.steps, "batch_size": 2, "max_length": args.max_length},
         "grpo": {
@@ -127,6 +130,7 @@ def main() -> None:
     parser.add_argument("--grpo-steps", type=int, default=3, help="GRPO steps (one prompt, 4 completions each)")
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument("--completion-length", type=int, default=128, help="GRPO tokens per completion")
+    parser.add_argument("--sources", type=int, default=8, help="Runbook chunks in each prompt (serving shows 8)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-training-") as work:

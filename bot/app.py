@@ -16,8 +16,9 @@ from bot.executor import Executor
 from bot.ingest import ingest
 from bot.metrics import Metrics
 from bot.service import Service
-from bot.serving import ServedModels, open_served_models
+from bot.serving import ServedModels, create_ollama_model, open_served_models
 from bot.slack import SlackBot
+from bot.slack_checks import SlackChecks
 from connectors.tools import Toolbox, catalogue
 from core.errors import ConfigError, ModelUnavailable
 from core.settings import GraphSettings, RetrievalSettings, Settings
@@ -89,7 +90,8 @@ async def build_adapted_chat_model(settings: Settings, version: ModelVersion) ->
             cfg = settings.llamacpp.model_copy(update={"lora_path": str(adapter)})
             return LlamaCppChatModel(cfg, settings.data_dir)
         case "ollama":
-            raise ModelUnavailable("serving trained adapters through Ollama is not supported yet", backend="ollama")
+            tag = await create_ollama_model(settings.ollama, version, adapter)
+            return OllamaChatModel(settings.ollama.model_copy(update={"model": tag}))
 
 
 @dataclass(frozen=True)
@@ -143,14 +145,9 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
         yield Knowledge(index, graph, builder, retriever, records, service, embedder, chat, served)
 
 
-@asynccontextmanager
-async def open_executor(settings: Settings, kb: Knowledge) -> AsyncIterator[Executor]:
+def build_executor(settings: Settings, kb: Knowledge) -> Executor:
     """The executor of workflow checks with the configured tools; decisions by the configured chat model."""
-    toolbox = Toolbox(settings.tools)
-    try:
-        yield Executor(kb.records, toolbox, settings.tools, kb.chat)
-    finally:
-        await toolbox.aclose()
+    return Executor(kb.records, Toolbox(settings.tools), settings.tools, kb.chat)
 
 
 @dataclass
@@ -201,5 +198,6 @@ def build_bot(settings: Settings, kb: Knowledge, *, client: AsyncWebClient | Non
         admin_commands={"ingest": ingest_command},
         status=status,
     )
+    SlackChecks(slack, build_executor(settings, kb), kb.records, settings.tools).register()
     alerts = AlertDispatcher(settings.alerts, kb.records, slack, metrics)
     return Bot(settings, kb, slack, alerts, metrics)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import getpass
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import click
 
-from bot.app import open_executor, open_knowledge
+from bot.app import build_executor, open_knowledge
 from bot.executor import RunReport
 from core.settings import Settings
 from core.types import Answer, RunEvent
@@ -36,12 +37,12 @@ def checks_command(query: str, as_json: bool) -> None:
 
 
 async def _checks(settings: Settings, query: str) -> tuple[Answer, RunReport | None]:
-    async with open_knowledge(settings) as kb, open_executor(settings, kb) as executor:
+    async with open_knowledge(settings) as kb:
         answer, retrieval = await kb.service.answer(query)
         if answer.workflow is None:
             return answer, None
-        user = getpass.getuser()
-        report = await executor.run(answer.workflow, query=query, user=user, retrieval=retrieval)
+        executor = build_executor(settings, kb)
+        report = await executor.run(answer.workflow, query=query, user=getpass.getuser(), retrieval=retrieval)
         return answer, report
 
 
@@ -59,18 +60,21 @@ def _print_report(answer: Answer, report: RunReport) -> None:
     assert answer.workflow is not None
     types = {s.id: s.type for s in answer.workflow.steps}
     click.secho(f"{answer.workflow.title} — checks run #{report.run_id}", bold=True)
+    previous: str | None = None
     for event in report.events:
-        if line := _line(event, types):
+        if line := _line(event, types, same_step=event.step_id is not None and event.step_id == previous):
             click.echo(line)
+        previous = event.step_id
     for step_id, action in report.pending:
         click.secho(f"  ✋ {step_id} waits for an approval: {action.tool} {_args(action.args)}", fg="yellow")
     colour = {"finished": "green", "waiting_approval": "yellow"}.get(report.state, "red")
     click.secho(f"state: {report.state.replace('_', ' ')}", fg=colour)
 
 
-def _line(event: RunEvent, types: dict[str, str]) -> str | None:
+def _line(event: RunEvent, types: Mapping[str, str], *, same_step: bool) -> str | None:
+    """One event as text; a decision right after its own step's probe is not introduced twice."""
     mark = _MARK.get(types.get(event.step_id or "", ""), "·")
-    head = f"  {mark} {event.step_id} {event.text}"
+    head = "   " if same_step else f"  {mark} {event.step_id} {event.text}"
     match event.kind:
         case "probe" if event.result is not None and event.action is not None:
             result = event.result

@@ -41,7 +41,8 @@ MAX_VISITS = 3  # a step reached more often means the workflow loops on unchange
 class Tools(Protocol):
     """What the executor needs of the toolbox (``connectors.tools.Toolbox``)."""
 
-    tools: Mapping[str, ToolSpec]
+    @property
+    def tools(self) -> Mapping[str, ToolSpec]: ...
 
     async def call(self, action: Action, *, approved_by: str | None = None, cap: int | None = None) -> ToolResult: ...
 
@@ -228,6 +229,7 @@ class Executor:
             if last.type == "process":  # a stretch ends at a process step only before a write or a loop
                 step_id = last.next
                 continue
+            await self._save(walk, "running")  # the results so far are kept while the model judges
             verdict = await decide(last.text, walk.evidence, self._model)
             walk.evidence = []
             if verdict.branch is None:
@@ -283,7 +285,6 @@ class Executor:
             return f"the run's time budget ({self._cfg.run_timeout_s:g} s) is spent"
         if walk.output_left <= 0:
             return f"the run's output budget ({self._cfg.run_output_bytes} bytes) is spent"
-        await self._save(walk, "running")
         return None
 
     async def _pause(self, walk: _Walk, step: Step) -> RunReport:

@@ -14,9 +14,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
+import ollama
+
 from core.errors import BackendUnavailable, ModelUnavailable
+from core.settings import OllamaSettings
+from generation.ollama import map_ollama_errors
 from generation.ports import ChatModel, Message
 from trainer.jobs import Target
 from trainer.registry import ModelRegistry, version_name
@@ -44,11 +50,7 @@ class PromotedChatModel:
         self._build = build
         self._served = _Served(None, base)
         self._swap = asyncio.Lock()
-
-    @property
-    def name(self) -> str:
-        version = self._served.version
-        return self._base.name if version is None else f"{self._base.name}+{version_name(version)}"
+        self.name = base.name  # set with each swap: answers record it
 
     @property
     def version(self) -> ModelVersion | None:
@@ -58,6 +60,9 @@ class PromotedChatModel:
         self, messages: Sequence[Message], *, schema: Mapping[str, Any] | None = None, max_tokens: int = 512
     ) -> str:
         return await self._served.model.complete(messages, schema=schema, max_tokens=max_tokens)
+
+    async def ping(self) -> None:
+        await self._served.model.ping()
 
     async def refresh(self) -> bool:
         """Serve the version promoted now; True when that changed the model. A registry that cannot be
@@ -77,13 +82,14 @@ class PromotedChatModel:
                 log.error("cannot serve %s: %s", version_name(promoted) if promoted else "the base model", exc)
                 return False
             previous, self._served = self._served, _Served(promoted, model)
+            self.name = self._base.name if promoted is None else f"{self._base.name}+{version_name(promoted)}"
             log.info("the %s is now %s", self.target, self.name)
             if previous.model is not self._base:
                 await previous.model.aclose()
             return True
 
     async def aclose(self) -> None:
-        served, self._served = self._served, _Served(None, self._base)
+        served, self._served, self.name = self._served, _Served(None, self._base), self._base.name
         if served.model is not self._base:
             await served.model.aclose()
 
@@ -132,3 +138,17 @@ async def open_served_models(
     )
     await served.start()
     return served
+
+
+async def create_ollama_model(cfg: OllamaSettings, version: ModelVersion, adapter: Path) -> str:
+    """An Ollama model tag for ``version``: the configured model with the GGUF LoRA ``adapter`` on top
+    (uploaded as a blob, then ``create``; both are idempotent)."""
+    tag = f"opsflow-{version_name(version)}"
+    client = ollama.AsyncClient(host=cfg.host, timeout=httpx.Timeout(cfg.timeout_s, connect=5.0))
+    try:
+        with map_ollama_errors(cfg.host, tag):
+            digest = await client.create_blob(adapter)
+            await client.create(model=tag, from_=cfg.model, adapters={adapter.name: digest})
+    finally:
+        await client.close()  # type: ignore[no-untyped-call]
+    return tag

@@ -34,6 +34,7 @@ from trainer.dataset_files import (
     knowledge_questions,
     knowledge_retrievals,
     load_judged,
+    load_trajectories,
     write_datasets,
 )
 from trainer.datasets import BuildConfig, build
@@ -42,6 +43,7 @@ from trainer.jobs import JobConfig, JobResult, Method, ProgressCallback, Target,
 from trainer.registry import ModelRegistry
 from trainer.schedules import ScheduleSpec, TrainingScheduler
 from trainer.store import ModelVersion
+from trainer.trajectories import trajectory_preferences
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +105,15 @@ class Training:
             min_pairs=self._cfg.min_pairs,
             max_per_question=self._cfg.max_per_question,
         )
-        data = await asyncio.to_thread(build, answers, knowledge, (), cfg)
+        execution = trajectory_preferences(*await load_trajectories(self._kb.records))
+        data = await asyncio.to_thread(build, answers, knowledge, execution, cfg)
         out = out or self.adapters_dir / "datasets" / data.snapshot
-        extra = {"judged_answers": len(answers), "left_out": left_out, "knowledge_questions": len(knowledge)}
+        extra = {
+            "judged_answers": len(answers),
+            "left_out": left_out,
+            "knowledge_questions": len(knowledge),
+            "execution_pairs": len(execution),
+        }
         return ExportReport(out, await write_datasets(data, out, extra=extra), left_out)
 
     async def train(

@@ -34,8 +34,8 @@ async def run_command(argv: Sequence[str], *, env: Mapping[str, str], timeout_s:
         )
     except FileNotFoundError:
         return ToolResult(status="error", summary=f"{argv[0]}: not found on the command PATH")
-    except PermissionError:
-        return ToolResult(status="error", summary=f"{argv[0]}: not executable")
+    except OSError as exc:  # not executable, a directory, too many processes…
+        return ToolResult(status="error", summary=f"{argv[0]}: {exc.strerror or exc}")
     output = bytearray()
     capped = False
     try:
@@ -47,8 +47,8 @@ async def run_command(argv: Sequence[str], *, env: Mapping[str, str], timeout_s:
     except TimeoutError:
         _stop(proc)
         await proc.wait()
-        text = condensed(output.decode(errors="replace"))
-        return ToolResult(status="timeout", summary=f"{shown}: stopped after {timeout_s:g} s\n{text}".strip())
+        text = f"{shown}: stopped after {timeout_s:g} s\n{output.decode(errors='replace')}"
+        return ToolResult(status="timeout", summary=condensed(text))
     finally:
         if proc.returncode is None:  # cancelled (the run's deadline): leave nothing running
             _stop(proc)

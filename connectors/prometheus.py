@@ -59,7 +59,8 @@ async def _call(
 
 
 def _result(data: dict[str, Any], size: int) -> ToolResult:
-    kind, raw = data.get("resultType"), data.get("result")
+    kind, raw = data.get("resultType"), data.get("result") or []
+    series: list[dict[str, Any]]
     if kind in ("scalar", "string"):
         series = [{"labels": "", "value": _sample(raw[1])}]
     elif kind == "vector":
@@ -71,7 +72,7 @@ def _result(data: dict[str, Any], size: int) -> ToolResult:
     if not series:
         return ToolResult(status="no_data", summary="no series matched", data={"result_type": kind, "values": []})
     values = [v for s in series if isinstance(v := s["value"], float)]
-    lines = [f"{s['labels'] or '(value)'} {s['value']}" + s.get("range", "") for s in series[:SHOWN_SERIES]]
+    lines = [f"{s['labels'] or '(value)'} {s['value']}{s.get('range', '')}" for s in series[:SHOWN_SERIES]]
     if len(series) > SHOWN_SERIES:
         lines.append(f"… and {len(series) - SHOWN_SERIES} more series")
     data_out = {"result_type": kind, "series": series[:MAX_SERIES], "values": values, "bytes": size}

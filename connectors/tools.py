@@ -117,12 +117,14 @@ def catalogue(cfg: ToolSettings) -> dict[str, ToolSpec]:
 
 
 class Toolbox:
-    """Runs tool calls for the configured catalogue; its HTTP session opens on first use."""
+    """Runs tool calls for the configured catalogue.
+
+    Each call gets its own HTTP session: a run makes a handful of calls to different hosts, so a
+    pool would save little, and without one the toolbox holds nothing to close."""
 
     def __init__(self, cfg: ToolSettings) -> None:
         self._cfg = cfg
         self.tools = catalogue(cfg)
-        self._session: aiohttp.ClientSession | None = None
 
     async def call(self, action: Action, *, approved_by: str | None = None, cap: int | None = None) -> ToolResult:
         """Run ``action`` within the step deadline and at most ``cap`` bytes of output (default: the
@@ -140,14 +142,20 @@ class Toolbox:
             return ToolResult(status="refused", summary=f"{spec.name} changes the system: it runs only once approved")
         if problem := spec.problem(action.args):
             return ToolResult(status="refused", summary=f"{spec.name}: {problem}")
-        args, timeout_s, cfg = action.args, self._cfg.step_timeout_s, self._cfg
+        async with aiohttp.ClientSession() as http:
+            return await self._dispatch(spec, action.args, http, cap)
+
+    async def _dispatch(
+        self, spec: ToolSpec, args: dict[str, Any], http: aiohttp.ClientSession, cap: int
+    ) -> ToolResult:
+        timeout_s, cfg = self._cfg.step_timeout_s, self._cfg
         match spec.name:
             case "prometheus_query":
                 url = cfg.prometheus_url or ""
-                return await prometheus.query(self._http(), url, args["query"], timeout_s=timeout_s, cap=cap)
+                return await prometheus.query(http, url, args["query"], timeout_s=timeout_s, cap=cap)
             case "prometheus_range_query":
                 return await prometheus.query_range(
-                    self._http(),
+                    http,
                     cfg.prometheus_url or "",
                     args["query"],
                     minutes=args.get("minutes", 60),
@@ -161,21 +169,11 @@ class Toolbox:
                 if not probes.host_allowed(args["url"], cfg.http_probe_hosts):
                     return ToolResult(status="refused", summary=f"{args['url']} is not on an allowlisted host")
                 method = args.get("method", "GET")
-                return await probes.probe(self._http(), args["url"], method=method, timeout_s=timeout_s, cap=cap)
+                return await probes.probe(http, args["url"], method=method, timeout_s=timeout_s, cap=cap)
             case "command" | "write_command":
                 return await commands.run_command(args["argv"], env=cfg.command_env, timeout_s=timeout_s, cap=cap)
             case "webhook":
                 url = cfg.webhooks[args["name"]]
                 payload = args.get("payload", {})
-                return await probes.post_webhook(self._http(), args["name"], url, payload, timeout_s=timeout_s, cap=cap)
+                return await probes.post_webhook(http, args["name"], url, payload, timeout_s=timeout_s, cap=cap)
         raise AssertionError(f"catalogue tool {spec.name} has no runner")  # a catalogue entry without a case
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
 DocumentKind = Literal["markdown", "html", "text", "pdf"]
 
@@ -79,6 +79,14 @@ class IncidentNode(_Frozen):
     @property
     def node_id(self) -> str:
         return normalise_name(self.name).replace(" ", "-") or "unnamed"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _computed_id_is_not_input(cls, data: Any) -> Any:
+        # model_dump() writes node_id; a stored dump must read back (extra fields are forbidden).
+        if isinstance(data, dict) and "node_id" in data:
+            return {k: v for k, v in data.items() if k != "node_id"}
+        return data
 
     def lookup_keys(self) -> set[str]:
         """Every normalised name this node answers to."""

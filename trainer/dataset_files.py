@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from core.types import IncidentNode, Retrieval, normalise_name
 from trainer.datasets import Datasets, Judged, judged
-from trainer.store import Feedback, Interaction, RecordStore
+from trainer.store import ExecutorRun, Feedback, Interaction, RecordStore
 
 MANIFEST = "manifest.json"
 HELDOUT = "heldout_cases.jsonl"
@@ -47,6 +47,18 @@ async def load_judged(records: RecordStore) -> tuple[list[Judged], int]:
     found = [judged(interaction, feedback) for interaction, feedback in rows]
     kept = [j for j in found if j is not None]
     return kept, len(found) - len(kept)
+
+
+async def load_trajectories(records: RecordStore) -> tuple[list[ExecutorRun], list[tuple[Feedback, Interaction]]]:
+    """Finished executor runs and every correction, oldest first: ``trainer.trajectories``' input."""
+
+    def read(session: Session) -> tuple[list[ExecutorRun], list[tuple[Feedback, Interaction]]]:
+        runs = session.scalars(select(ExecutorRun).where(ExecutorRun.state == "finished").order_by(ExecutorRun.id))
+        query = select(Feedback, Interaction).join(Interaction, Feedback.interaction_id == Interaction.id)
+        # Filtered here: a JSON column may hold JSON null rather than SQL NULL.
+        return list(runs), [(f, i) for f, i in session.execute(query.order_by(Feedback.id)) if f.corrected]
+
+    return await records.transaction(read)
 
 
 def knowledge_questions(candidates: Sequence[IncidentNode], limit: int) -> list[tuple[str, str]]:

@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import resource
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -162,10 +164,19 @@ def hf_base(base_model: Path, cache_dir: Path) -> Path:
     del model_config.quantization_config
     model = AutoModelForCausalLM.from_config(model_config)
     model.load_state_dict(loaded.state_dict())
-    staging = target.with_name(f".{target.name}.partial")
-    tokenizer.save_pretrained(staging)
-    model.save_pretrained(staging)
-    staging.rename(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        tokenizer.save_pretrained(staging)
+        model.save_pretrained(staging)
+        staging.chmod(0o755)
+        staging.rename(target)
+    except OSError:
+        if not (target / "config.json").is_file():
+            raise
+        logger.info("another job dequantised %s first", base_model)  # same bytes, same result
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 

@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,8 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture
-async def toolbox(prom: Server) -> AsyncIterator[Toolbox]:
-    box = Toolbox(ToolSettings(prometheus_url=prom.url, step_timeout_s=5))
-    yield box
-    await box.aclose()
+def toolbox(prom: Server) -> Toolbox:
+    return Toolbox(ToolSettings(prometheus_url=prom.url, step_timeout_s=5))
 
 
 def query(expr: str, tool: str = "prometheus_query", **args: Any) -> Action:
@@ -102,7 +100,6 @@ async def test_empty_results_bad_queries_and_a_down_server_are_values(toolbox: T
     assert bad.status == "error" and "bad_data" in bad.summary
     down = Toolbox(ToolSettings(prometheus_url="http://127.0.0.1:9", step_timeout_s=2))
     unreachable = await down.call(query("up"))
-    await down.aclose()
     assert unreachable.status == "error" and "unreachable" in unreachable.summary
 
 

@@ -17,19 +17,24 @@ import hmac
 import http.client
 import json
 import threading
+import time
+import urllib.parse
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from slack_bolt.request.internals import parse_body
+from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
 from bot.server import MAX_BODY
 from connectors.alerts import PARSERS
 from core.settings import Settings
-from tests.botharness import ALERT_TOKEN, RunningBot, running_bot
+from generation.rendering import EDIT_WORKFLOW, ESCALATE, FEEDBACK_DOWN, FEEDBACK_UP, FLAG_STEP
+from tests.botharness import ALERT_TOKEN, SECRET, RunningBot, running_bot
 from tests.unit.connectors.test_alerts import SAMPLES, containers, json_values, shaped_values
 from trainer.store import AlertRecord
 
@@ -56,10 +61,19 @@ class ServedBot:
     def call(self, work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=30)
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+    def post(
+        self, path: str, body: bytes, headers: dict[str, str], *, split: bool = False, timeout: float = 30
+    ) -> tuple[int, bytes]:
+        """POST ``body``; ``split`` sends the headers first and the body a moment later, as a slow client does."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            connection.request("POST", path, body=body, headers=headers)
+            connection.putrequest("POST", path, skip_accept_encoding=True)
+            for name, value in {**headers, "Content-Length": str(len(body))}.items():
+                connection.putheader(name, value)
+            connection.endheaders(None if split else body)
+            if split:
+                time.sleep(0.1)
+                connection.send(body)
             response = connection.getresponse()
             return response.status, response.read()
         finally:
@@ -127,9 +141,9 @@ def headers_for(source: str, body: bytes, content_type: str = "application/json"
     return {**headers, "Authorization": f"Bearer {ALERT_TOKEN}"}
 
 
-def check(served: ServedBot, source: str, body: bytes, headers: dict[str, str]) -> int:
+def check(served: ServedBot, source: str, body: bytes, headers: dict[str, str], **options: Any) -> int:
     """Send one webhook; assert no 500, and that what was stored is exactly the parse of the body."""
-    status, reply = served.post(f"/alerts/{source}", body, headers)
+    status, reply = served.post(f"/alerts/{source}", body, headers, **options)
     assert status in ACCEPTABLE, (status, reply[:300])
     rows = served.new_rows()
     if status != 200:
@@ -200,19 +214,44 @@ def test_random_bytes_are_refused_without_a_500(served: ServedBot, source: str, 
 @given(
     source=st.sampled_from(SOURCES),
     content_type=st.sampled_from(["", "text/plain", "application/xml", "application/json; charset=latin-1", "x/y"]),
-    encoding=st.sampled_from([None, "gzip", "deflate", "br", "identity", "bogus"]),
     valid=st.booleans(),
 )
-def test_wrong_content_type_or_encoding_headers_do_not_break_the_endpoint(
-    served: ServedBot, source: str, content_type: str, encoding: str | None, valid: bool
+def test_the_content_type_header_does_not_matter(
+    served: ServedBot, source: str, content_type: str, valid: bool
 ) -> None:
     body = json.dumps(SAMPLES[source] if valid else {"groupKey": 1}).encode()
-    headers = headers_for(source, body, content_type)
-    if encoding is not None:
-        headers["Content-Encoding"] = encoding  # the body is not encoded: a lie the server must survive
-    status = check(served, source, body, headers)
-    if encoding in (None, "identity") and valid:
-        assert status in (200, 503)
+    assert check(served, source, body, headers_for(source, body, content_type)) in ((200, 503) if valid else (400,))
+
+
+LYING_ENCODINGS = [
+    pytest.param("gzip", b'{"name": "DiskFull"}', False, id="gzip"),
+    pytest.param("deflate", b'{"name": "DiskFull"}', False, id="deflate"),
+    pytest.param("deflate", b'{"groupKey": 1}', True, id="deflate-slow-client"),
+]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="aiohttp decodes Content-Encoding before the handler: a body that is not what it claims answers 500, or "
+    "nothing at all when it arrives after the headers. Fix: web.AppRunner(..., auto_decompress=False) in "
+    "bot.server.running (no sender of ours compresses); then drop this mark.",
+)
+@pytest.mark.parametrize("path", ["/alerts/generic", "/slack/events"])
+@pytest.mark.parametrize(("encoding", "body", "split"), LYING_ENCODINGS)
+def test_a_body_lying_about_its_content_encoding_is_answered_without_a_500(
+    served: ServedBot, path: str, encoding: str, body: bytes, split: bool
+) -> None:
+    headers = {**headers_for("generic", body), "Content-Encoding": encoding}
+    try:
+        if path == "/alerts/generic":
+            check(served, "generic", body, headers, split=split, timeout=5)
+        else:
+            assert served.post(path, body, headers, split=split, timeout=5)[0] == 401
+    except TimeoutError:
+        # The server logs the dropped connection with its traceback now. Formatting tracebacks in two threads
+        # at once can break CPython 3.11's ast module ("AST constructor recursion depth mismatch"): let it finish.
+        time.sleep(1)
+        pytest.fail("no answer within 5 s")
 
 
 @FUZZ
@@ -239,6 +278,134 @@ def test_huge_and_deeply_nested_bodies_are_refused(served: ServedBot, source: st
     body = json.dumps(many).encode()  # just under the limit
     assert len(body) < MAX_BODY
     assert check(served, source, body, headers_for(source, body)) == (200 if source == "generic" else 400)
+
+
+texts = st.text(max_size=40)
+slack_events = st.fixed_dictionaries(
+    {
+        "type": st.just("event_callback"),
+        "event_id": texts,
+        "team_id": texts,
+        "event": st.fixed_dictionaries(
+            {"type": st.sampled_from(["app_mention", "message", "reaction_added", "reaction_removed", "x"])},
+            optional={
+                **dict.fromkeys(("user", "channel", "ts", "thread_ts", "reaction", "bot_id", "subtype"), texts),
+                "text": st.text(max_size=200),
+                "channel_type": st.sampled_from(["im", "channel"]),
+                "item": st.fixed_dictionaries(
+                    {"type": st.sampled_from(["message", "file"]), "channel": texts, "ts": texts}
+                ),
+            },
+        ),
+    }
+)
+slack_actions = st.fixed_dictionaries(
+    {
+        "type": st.just("block_actions"),
+        "user": st.fixed_dictionaries({"id": texts}),
+        "trigger_id": texts,
+        "channel": st.fixed_dictionaries({"id": texts}),
+        "actions": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "action_id": st.sampled_from([FEEDBACK_UP, FEEDBACK_DOWN, EDIT_WORKFLOW, FLAG_STEP, ESCALATE]),
+                    "block_id": texts,
+                    "value": texts | st.integers(0, 3).map(str),
+                    "type": st.just("button"),
+                }
+            ),
+            min_size=1,
+            max_size=1,
+        ),
+    }
+)
+slack_bodies = st.one_of(
+    slack_events.map(lambda e: ("application/json", json.dumps(e))),
+    slack_actions.map(
+        lambda a: ("application/x-www-form-urlencoded", urllib.parse.urlencode({"payload": json.dumps(a)}))
+    ),
+    st.dictionaries(st.sampled_from(["command", "text", "user_id", "channel_id", "trigger_id"]), texts).map(
+        lambda form: ("application/x-www-form-urlencoded", urllib.parse.urlencode({**form, "command": "/opsflow"}))
+    ),
+)
+
+
+def signed(text: str, secret: str = SECRET) -> dict[str, str]:
+    ts = str(int(time.time()))
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=text),
+    }
+
+
+@FUZZ
+@given(body=slack_bodies)
+def test_signed_slack_requests_with_odd_values_are_never_a_500(served: ServedBot, body: tuple[str, str]) -> None:
+    content_type, text = body
+    status, reply = served.post(
+        "/slack/events", text.encode("utf-8", "surrogatepass"), {"Content-Type": content_type, **signed(text)}
+    )
+    assert status < 500, reply[:300]
+
+
+def bolt_parses(content_type: str, text: str) -> bool:
+    """Whether Bolt can read the body at all (it tries before checking the signature: see the xfail below)."""
+    try:
+        return isinstance(parse_body(text, content_type or None), dict)
+    except ValueError:
+        return False
+
+
+@FUZZ
+@given(
+    body=slack_bodies
+    | st.tuples(st.sampled_from(["application/json", "application/x-www-form-urlencoded", ""]), st.text()),
+    secret=st.sampled_from(["", "not-the-secret"]),
+)
+def test_unsigned_or_forged_slack_requests_are_refused(served: ServedBot, body: tuple[str, str], secret: str) -> None:
+    content_type, text = body
+    assume(bolt_parses(content_type, text))
+    headers = {"Content-Type": content_type, **(signed(text, secret) if secret else {})}
+    status, reply = served.post("/slack/events", text.encode("utf-8", "surrogatepass"), headers)
+    assert status == 401, reply[:300]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Bolt parses the body before it checks the signature and trusts the shape of a signed one; bot.slack "
+    "reads a reaction's item as an object. Fix in bot.server._slack_events (a ValueError from to_bolt_request or a "
+    "non-object event -> 400) and bot.slack._vote_by_reaction (skip an item that is not an object); then drop this.",
+)
+@pytest.mark.parametrize(
+    ("content_type", "body", "sign"),
+    [
+        pytest.param("application/json", "not json", False, id="unsigned-not-json"),
+        pytest.param("application/x-www-form-urlencoded", "payload=not-json", False, id="unsigned-form-payload"),
+        pytest.param(
+            "application/json",
+            json.dumps({"type": "event_callback", "event_id": "E1", "event": [1]}),
+            True,
+            id="event-not-an-object",
+        ),
+        pytest.param(
+            "application/json",
+            json.dumps(
+                {
+                    "type": "event_callback",
+                    "event_id": "E2",
+                    "event": {"type": "reaction_added", "reaction": "+1", "item": [1]},
+                }
+            ),
+            True,
+            id="reaction-item-not-an-object",
+        ),
+    ],
+)
+def test_malformed_slack_bodies_are_refused_without_a_500(
+    served: ServedBot, content_type: str, body: str, sign: bool
+) -> None:
+    headers = {"Content-Type": content_type, **(signed(body) if sign else {})}
+    assert served.post("/slack/events", body.encode(), headers)[0] in (400, 401)
 
 
 def test_the_bot_still_answers_and_accounts_for_every_alert_it_took(served: ServedBot) -> None:

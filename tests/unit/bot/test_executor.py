@@ -162,10 +162,8 @@ class Harness:
 
 
 @pytest.fixture
-async def harness(records: RecordStore, target: Target) -> AsyncIterator[Harness]:
-    h = Harness(records, target)
-    yield h
-    await h.toolbox.aclose()
+def harness(records: RecordStore, target: Target) -> Harness:
+    return Harness(records, target)
 
 
 def kinds(report: RunReport) -> list[tuple[str, str | None]]:
@@ -220,7 +218,6 @@ async def test_independent_reads_run_concurrently_up_to_the_limit(records: Recor
         started = time.perf_counter()
         report = await h.run(workflow)
         timings[limit] = (time.perf_counter() - started, target.most_in_flight)
-        await h.toolbox.aclose()
         assert report.state == "finished"
         assert [e.step_id for e in report.events if e.kind == "probe"] == ["s1", "s2", "s3", "s4"]  # in step order
     assert timings[1][1] == 1 and timings[1][0] >= 2.0
@@ -230,7 +227,6 @@ async def test_independent_reads_run_concurrently_up_to_the_limit(records: Recor
 async def test_the_run_time_budget_stops_slow_probes(records: RecordStore, target: Target) -> None:
     h = Harness(records, target, run_timeout_s=0.4)
     report = await h.run(flow(process("s1", "s2", probe(target.url("/slow?s=3"))), terminal("s2")))
-    await h.toolbox.aclose()
     assert report.state == "stopped"
     probed = report.events[1]
     assert probed.result is not None and probed.result.status == "timeout"
@@ -243,7 +239,6 @@ async def test_the_run_output_budget_stops_a_run(records: RecordStore, target: T
     report = await h.run(
         flow(process("s1", "s2", big), process("s2", "s3"), decision("s3", "x > 1?", "s4", "s4"), terminal("s4"))
     )
-    await h.toolbox.aclose()
     assert report.state == "stopped" and "output budget" in report.events[-1].text
     assert report.events[1].result is not None and report.events[1].result.data["capped"] is True  # type: ignore[index]
 
@@ -280,7 +275,6 @@ async def test_the_model_judges_a_decision_without_a_rule_and_sees_only_redacted
             terminal("s4"),
         )
         report = await h.run(workflow)
-        await h.toolbox.aclose()
         await model.aclose()
     decided = report.events[2]
     assert (decided.kind, decided.branch) == ("decision", "yes")
@@ -295,7 +289,6 @@ async def test_an_unreachable_model_leaves_the_decision_undecided(records: Recor
     h = Harness(records, target, model=model)
     workflow = flow(process("s1", "s2", echo("ok")), decision("s2", "If it looks wrong", "s3", "s3"), terminal("s3"))
     report = await h.run(workflow)
-    await h.toolbox.aclose()
     assert report.state == "stopped" and report.events[-2].kind == "undecided"
     assert "no model could judge" in report.events[-2].reason
 
@@ -389,7 +382,6 @@ async def test_two_simultaneous_approvals_run_the_write_once(
             )
         )
     finally:
-        await h.toolbox.aclose()
         await store.aclose()
     assert sum(a.accepted for a in answers) == 1
     assert len(target.hooks) == 1
@@ -450,7 +442,6 @@ async def test_injected_text_in_tool_output_cannot_approve_or_add_calls(records:
             terminal("s4"),
         )
         report = await h.run(workflow, query=f"alert: {injected}")
-        await h.toolbox.aclose()
         await model.aclose()
     assert report.state == "waiting_approval" and report.pending == (("s3", hook()),)
     assert (await h.approval(report.run_id, "s3")).decision == "pending"

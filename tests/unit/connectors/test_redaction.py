@@ -12,7 +12,7 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx1y\nabcdef==\n-----END 
 @pytest.mark.parametrize(
     ("text", "secret"),
     [
-        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "eyJhbGci"),
+        ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N", "eyJhbGci"),
         ("curl -H 'Authorization: Basic dXNlcjpodW50ZXIy' http://x", "dXNlcjpodW50ZXIy"),
         ("authorization=token abcdef0123456789", "abcdef0123456789"),
         ("sent header bearer abc123def456ghi789", "abc123def456ghi789"),
@@ -40,7 +40,7 @@ def test_secrets_are_redacted(text: str, secret: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "NAME                     READY   STATUS             RESTARTS   AGE\norders-7d9f   0/1     CrashLoopBackOff   12   1h",
+        "NAME          READY   STATUS             RESTARTS   AGE\norders-7d9f   0/1     CrashLoopBackOff   12   1h",
         'sum(rate(nginx_ingress_controller_requests{status=~"5.."}[5m])) 0.071',
         "GET http://checkout.internal/healthz → 503 Service Unavailable in 12 ms",
         "max_connections = 100",

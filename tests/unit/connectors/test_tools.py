@@ -234,18 +234,15 @@ async def target() -> AsyncIterator[TestServer]:
     await server.close()
 
 
-def probe_box(server: TestServer, **cfg: Any) -> Toolbox:
+def probe_box(**cfg: Any) -> Toolbox:
     return toolbox(http_probe_hosts=("127.0.0.1",), **cfg)
 
 
 async def test_probe_reports_status_and_latency(target: TestServer) -> None:
-    box = probe_box(target)
-    try:
-        up = await box.call(read("http_probe", url=str(target.make_url("/healthz"))))
-        down = await box.call(read("http_probe", url=str(target.make_url("/down"))))
-        slow = await box.call(read("http_probe", url=str(target.make_url("/slow?s=0.2"))))
-    finally:
-        await box.aclose()
+    box = probe_box()
+    up = await box.call(read("http_probe", url=str(target.make_url("/healthz"))))
+    down = await box.call(read("http_probe", url=str(target.make_url("/down"))))
+    slow = await box.call(read("http_probe", url=str(target.make_url("/slow?s=0.2"))))
     assert up.status == "ok" and up.data is not None and up.data["status"] == 200 and up.data["values"] == [200.0]
     assert "→ 200 OK in" in up.summary
     # The service answering 503 is a successful probe: the 503 is the observation.
@@ -255,12 +252,9 @@ async def test_probe_reports_status_and_latency(target: TestServer) -> None:
 
 
 async def test_probe_timeouts_and_connection_failures_are_values(target: TestServer) -> None:
-    box = probe_box(target, step_timeout_s=0.3)
-    try:
-        late = await box.call(read("http_probe", url=str(target.make_url("/slow?s=5"))))
-        closed = await box.call(read("http_probe", url="http://127.0.0.1:9/healthz"))
-    finally:
-        await box.aclose()
+    box = probe_box(step_timeout_s=0.3)
+    late = await box.call(read("http_probe", url=str(target.make_url("/slow?s=5"))))
+    closed = await box.call(read("http_probe", url="http://127.0.0.1:9/healthz"))
     assert late.status == "timeout" and late.duration_ms < 2000
     assert closed.status == "error" and "127.0.0.1:9" in closed.summary
 
@@ -277,16 +271,13 @@ async def test_probe_timeouts_and_connection_failures_are_values(target: TestSer
     ],
 )
 async def test_probe_refuses_hosts_outside_its_allowlist(target: TestServer, url: str) -> None:
-    result = await probe_box(target).call(read("http_probe", url=url))
+    result = await probe_box().call(read("http_probe", url=url))
     assert result.status == "refused"
 
 
 async def test_probe_does_not_follow_redirects_off_its_host(target: TestServer) -> None:
-    box = probe_box(target)
-    try:
-        result = await box.call(read("http_probe", url=str(target.make_url("/redirect"))))
-    finally:
-        await box.aclose()
+    box = probe_box()
+    result = await box.call(read("http_probe", url=str(target.make_url("/redirect"))))
     assert result.status == "ok" and result.data is not None and result.data["status"] == 302
 
 
@@ -297,14 +288,11 @@ async def test_webhook_is_a_write_posted_only_when_approved(target: TestServer) 
     }
     box = toolbox(webhooks=hooks)
     call = Action(tool="webhook", args={"name": "failover", "payload": {"region": "eu"}}, mode="write")
-    try:
-        refused = await box.call(call)
-        assert refused.status == "refused" and target.hooks == []  # type: ignore[attr-defined]
-        done = await box.call(call, approved_by="U1")
-        failed = await box.call(call.model_copy(update={"args": {"name": "broken"}}), approved_by="U1")
-        unknown = await box.call(call.model_copy(update={"args": {"name": "nope"}}), approved_by="U1")
-    finally:
-        await box.aclose()
+    refused = await box.call(call)
+    assert refused.status == "refused" and target.hooks == []  # type: ignore[attr-defined]
+    done = await box.call(call, approved_by="U1")
+    failed = await box.call(call.model_copy(update={"args": {"name": "broken"}}), approved_by="U1")
+    unknown = await box.call(call.model_copy(update={"args": {"name": "nope"}}), approved_by="U1")
     assert done.status == "ok" and "webhook failover → 200" in done.summary and "sekrit" not in done.summary
     assert target.hooks == [{"region": "eu"}, {}]  # type: ignore[attr-defined]
     assert failed.status == "error"

@@ -10,6 +10,7 @@ from core.settings import ToolSettings
 from core.types import Action, Branches, Chunk, Citation, Passage, Retrieval, Step, Workflow
 from generation.actions import action_for, attach_actions
 from generation.extractive import plan_extractive
+from generation.prompts import planner_messages
 from generation.validation import problems, validate
 
 TOOLS = catalogue(ToolSettings(prometheus_url="http://prom:9090", http_probe_hosts=("status.internal",)))
@@ -29,7 +30,8 @@ NO_PROMETHEUS = catalogue(ToolSettings())
             ),
         ),
         (
-            'Check whether more than 5% fail: `sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m])) > 0.05`',
+            "Check whether more than 5% fail: "
+            '`sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m])) > 0.05`',
             (
                 "prometheus_query",
                 {"query": 'sum(rate(http_requests_total{code=~"5.."}[5m])) / sum(rate(http_requests_total[5m]))'},
@@ -178,3 +180,13 @@ def test_without_a_catalogue_no_action_is_valid() -> None:
     action = Action(tool="command", args={"argv": ["kubectl", "get", "pods"]}, mode="read")
     assert problems(flow_with(action), {"a.md#0"}, TOOLS) == []
     assert any("not in the tool catalogue" in p for p in problems(flow_with(action), {"a.md#0"}))
+
+
+def test_the_planner_prompt_lists_the_catalogue_only_when_given_one() -> None:
+    retrieval = Retrieval(query="q", passages=(Passage(chunk=chunk("Count them."), score=1.0),))
+    plain = planner_messages(retrieval)
+    listed = planner_messages(retrieval, tools=list(TOOLS.values()))
+    assert plain[1]["content"] in listed[1]["content"] and plain[0] == listed[0]
+    assert "- prometheus_query (read):" in listed[1]["content"]
+    assert "- write_command (write):" in listed[1]["content"]
+    assert "in backticks" in listed[1]["content"] and "Checks this deployment" not in plain[1]["content"]
