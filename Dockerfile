@@ -27,5 +27,7 @@ RUN pip install ".[es,neo4j]" \
 USER opsflow
 VOLUME /data
 EXPOSE 3000
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s \
+  CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3000/healthz', timeout=8)"
 ENTRYPOINT ["opsflow"]
 CMD ["serve"]
