@@ -42,6 +42,5 @@ def records_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 @pytest.fixture
 async def records(records_url: str) -> AsyncIterator[RecordStore]:
     store = RecordStore(records_url)
-    await store.audit_log(limit=1)  # creates the tables: a RecordStore's first use is not thread-safe
     yield store
     await store.aclose()
