@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,7 @@ from bot.ingest import ingest
 from bot.metrics import Metrics
 from bot.service import Service
 from bot.serving import ServedModels, create_ollama_model, open_served_models
-from bot.slack import SlackBot
+from bot.slack import AdminCommand, SlackBot
 from bot.slack_checks import SlackChecks
 from connectors.tools import Toolbox, catalogue
 from core.errors import ConfigError, ModelUnavailable
@@ -161,8 +161,15 @@ class Bot:
     metrics: Metrics
 
 
-def build_bot(settings: Settings, kb: Knowledge, *, client: AsyncWebClient | None = None) -> Bot:
-    """Assemble the bot around an opened knowledge base; ``client`` replaces the Slack Web API client."""
+def build_bot(
+    settings: Settings,
+    kb: Knowledge,
+    *,
+    client: AsyncWebClient | None = None,
+    admin_commands: Mapping[str, AdminCommand] | None = None,
+) -> Bot:
+    """Assemble the bot around an opened knowledge base; ``client`` replaces the Slack Web API client,
+    ``admin_commands`` (the learning loop's train, models and schedule) join ``/opsflow ingest``."""
     cfg = settings.slack
     if cfg.bot_token is None and client is None:
         raise ConfigError("Slack is not configured: set OPSFLOW_SLACK__BOT_TOKEN")
@@ -186,7 +193,8 @@ def build_bot(settings: Settings, kb: Knowledge, *, client: AsyncWebClient | Non
     async def status() -> str:
         counts = {**await kb.index.counts(), **await kb.graph.counts()}
         facts = ", ".join(f"{v} {k}" for k, v in counts.items())
-        return f"opsflow knows {facts}. Planner: {settings.planner.kind}; model: {kb.chat.name}."
+        models = "; ".join(f"{target}: {model.name}" for target, model in kb.served.models.items())
+        return f"opsflow knows {facts}. Planner: {settings.planner.kind}. Models — {models}."
 
     slack = SlackBot(
         cfg,
@@ -195,7 +203,7 @@ def build_bot(settings: Settings, kb: Knowledge, *, client: AsyncWebClient | Non
         metrics,
         client=client,
         doc_url=(lambda doc_id: f"{base}/{doc_id}") if base else None,
-        admin_commands={"ingest": ingest_command},
+        admin_commands={"ingest": ingest_command, **(admin_commands or {})},
         status=status,
     )
     SlackChecks(slack, build_executor(settings, kb), kb.records, settings.tools).register()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import json
 import sys
@@ -19,6 +20,8 @@ from bot.ingest import IngestReport, ingest
 from bot.logs import configure_logging
 from bot.server import serve_forever
 from bot.service import PlannerKind
+from bot.training import open_training
+from bot.training_commands import admin_commands
 from core.errors import OpsflowError
 from core.settings import Settings
 from core.types import Answer, Retrieval
@@ -266,8 +269,11 @@ def serve_command(log_level: str) -> None:
     configure_logging(log_level, secrets)
 
     async def work() -> None:
-        async with open_knowledge(settings) as kb:
-            await serve_forever(await asyncio.to_thread(build_bot, settings, kb))  # Bolt reads files as it starts
+        async with open_knowledge(settings) as kb, open_training(settings, kb, lead=True) as (training, scheduler):
+            commands = admin_commands(settings, training, scheduler)
+            # Bolt reads files as it starts: build it off the event loop.
+            bot = await asyncio.to_thread(functools.partial(build_bot, settings, kb, admin_commands=commands))
+            await serve_forever(bot)
 
     _run(work())
 

@@ -85,7 +85,6 @@ class Service:
 
     async def _plan_with_model(self, retrieval: Retrieval) -> tuple[Workflow | None, dict[str, object]]:
         """The LLM planner's workflow (best of N when a Scorer is set), or None and why not."""
-        model = self._planner.model.name
         candidates, failures = [], []
         for richness in RICHNESS[: self._cfg.samples]:
             try:
@@ -95,6 +94,7 @@ class Service:
             except ModelUnavailable as exc:
                 note = f"the model is unavailable ({exc}); showing the extractive workflow"
                 return None, {"reason": note, "degraded": (*retrieval.degraded, str(exc))}
+        model = self._planner.model.name  # read after planning: a promotion may swap the model meanwhile
         if not candidates:
             return None, {
                 "reason": f"the model's workflow was invalid ({failures[0]}); showing the extractive workflow"
