@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bot.metrics import Metrics
@@ -22,7 +23,7 @@ from connectors.alerts import route
 from core.errors import BackendUnavailable, OpsflowError
 from core.settings import AlertSettings
 from core.types import Alert
-from trainer.store import AlertRecord, AlertThread, RecordStore
+from trainer.store import AlertRecord, AlertThread, Interaction, RecordStore
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,22 @@ class AlertDispatcher:
     """Stores incoming alerts and posts them, by group, to their routed channel's thread."""
 
     def __init__(
-        self, cfg: AlertSettings, records: RecordStore, slack: SlackBot, metrics: Metrics, *, retry_s: float = 5.0
+        self,
+        cfg: AlertSettings,
+        records: RecordStore,
+        slack: SlackBot,
+        metrics: Metrics,
+        *,
+        after_answer: Callable[[Interaction], Awaitable[object]] | None = None,
+        retry_s: float = 5.0,
     ) -> None:
         self._cfg = cfg
         self._records = records
         self._slack = slack
         self._metrics = metrics
         self._retry_s = retry_s
+        self._after_answer = after_answer
+        self._followers: set[asyncio.Task[object]] = set()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -66,6 +76,8 @@ class AlertDispatcher:
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._followers:
+            await asyncio.wait(set(self._followers), timeout=grace_s)
 
     async def idle(self) -> None:
         """Wait until every queued group has been handled (tests and benchmarks)."""
@@ -158,11 +170,17 @@ class AlertDispatcher:
         await self._records.save_alert_thread(thread)
         if status == "firing" and self._cfg.answer:
             try:
-                await self._slack.ask(
+                answer = await self._slack.ask(
                     alert.question, channel=channel, thread_ts=ts, user="", origin="alert", alert_group=group
                 )
             except BackendUnavailable as exc:  # the thread stands; the answer is the part that failed
                 log.warning("no workflow for alert", extra={"group": group, "error": str(exc)})
+                return
+            if answer is not None and self._after_answer is not None:
+                # e.g. the channel's automatic checks: they take a while, so they do not hold this worker.
+                follower = asyncio.create_task(self._after_answer(answer), name=f"after-answer-{answer.id}")
+                self._followers.add(follower)
+                follower.add_done_callback(self._followers.discard)
 
     async def _update_thread(self, thread: AlertThread, alert: Alert, status: str, firing: dict[str, Any]) -> None:
         now = dt.datetime.now(dt.UTC)

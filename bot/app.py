@@ -180,7 +180,7 @@ def build_bot(
 
     async def ingest_command(args: str, user: str) -> str:
         paths = [Path(p) for p in args.split()]
-        if not paths or not all(p.exists() for p in paths):
+        if not paths or not all(await asyncio.gather(*(asyncio.to_thread(p.exists) for p in paths))):
             return "Usage: `/opsflow ingest PATH…` with paths on the bot's machine."
         report = await ingest(paths, kb.builder, max_bytes=settings.ingest.max_document_bytes)
         await kb.records.audit(user, "ingest", {"paths": [str(p) for p in paths], **report.as_dict()})
@@ -206,6 +206,7 @@ def build_bot(
         admin_commands={"ingest": ingest_command, **(admin_commands or {})},
         status=status,
     )
-    SlackChecks(slack, build_executor(settings, kb), kb.records, settings.tools).register()
-    alerts = AlertDispatcher(settings.alerts, kb.records, slack, metrics)
+    checks = SlackChecks(slack, build_executor(settings, kb), kb.records, settings.tools)
+    checks.register()
+    alerts = AlertDispatcher(settings.alerts, kb.records, slack, metrics, after_answer=checks.auto_run)
     return Bot(settings, kb, slack, alerts, metrics)

@@ -22,6 +22,7 @@ from typing import Any
 from bot.app import Knowledge, build_adapted_chat_model
 from bot.evaluation import Case, evaluate, load_cases
 from bot.service import Service
+from connectors.tools import catalogue
 from core.errors import TrainingError
 from core.settings import Settings
 from generation.llamacpp import assemble_packaged_model
@@ -104,6 +105,7 @@ class Training:
             eval_fraction=self._cfg.eval_fraction,
             min_pairs=self._cfg.min_pairs,
             max_per_question=self._cfg.max_per_question,
+            tools=tuple(catalogue(self._settings.tools).values()),
         )
         execution = trajectory_preferences(*await load_trajectories(self._kb.records))
         data = await asyncio.to_thread(build, answers, knowledge, execution, cfg)

@@ -144,7 +144,9 @@ class SlackSettings(_Section):
     channels: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="Comma-separated channel ids where the bot may answer mentions; empty = any it is in."
     )
-    upvote_emoji: Annotated[tuple[str, ...], NoDecode] = Field(("+1", "thumbsup"), description="Reactions that vote up.")
+    upvote_emoji: Annotated[tuple[str, ...], NoDecode] = Field(
+        ("+1", "thumbsup"), description="Reactions that vote up."
+    )
     downvote_emoji: Annotated[tuple[str, ...], NoDecode] = Field(
         ("-1", "thumbsdown"), description="Reactions that vote down."
     )

@@ -19,6 +19,7 @@ question (nor an equivalent one) is on both sides. Everything is deterministic f
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -30,7 +31,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.types import Answer, Retrieval, Workflow, normalise_name
+from core.types import Answer, Retrieval, ToolSpec, Workflow, normalise_name
 from generation.extractive import plan_extractive
 from generation.prompts import (
     SCORE_CRITERIA,
@@ -231,29 +232,35 @@ def _assistant(content: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": content}]
 
 
-def dpo_row(pair: Preference) -> Row | None:
+def dpo_row(pair: Preference, tools: Sequence[ToolSpec] = ()) -> Row | None:
     chosen, rejected = planner_reply(pair.chosen, pair.retrieval), planner_reply(pair.rejected, pair.retrieval)
     if chosen is None or rejected is None or chosen == rejected:
         return None
-    prompt = planner_messages(pair.retrieval)
+    prompt = planner_messages(pair.retrieval, tools=tools)
     return {"prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
 
 
-def kto_row(example: Example) -> Row | None:
+def kto_row(example: Example, tools: Sequence[ToolSpec] = ()) -> Row | None:
     reply = planner_reply(example.workflow, example.retrieval)
     if reply is None:
         return None
-    return {"prompt": planner_messages(example.retrieval), "completion": _assistant(reply), "label": example.label}
-
-
-def sft_row(example: Example) -> Row | None:
-    reply = planner_reply(example.workflow, example.retrieval)
-    return None if reply is None else {"prompt": planner_messages(example.retrieval), "completion": _assistant(reply)}
-
-
-def grpo_row(example: Example) -> Row:
     return {
-        "prompt": planner_messages(example.retrieval),
+        "prompt": planner_messages(example.retrieval, tools=tools),
+        "completion": _assistant(reply),
+        "label": example.label,
+    }
+
+
+def sft_row(example: Example, tools: Sequence[ToolSpec] = ()) -> Row | None:
+    reply = planner_reply(example.workflow, example.retrieval)
+    if reply is None:
+        return None
+    return {"prompt": planner_messages(example.retrieval, tools=tools), "completion": _assistant(reply)}
+
+
+def grpo_row(example: Example, tools: Sequence[ToolSpec] = ()) -> Row:
+    return {
+        "prompt": planner_messages(example.retrieval, tools=tools),
         "gold_steps": [{"type": s.type, "text": s.text} for s in example.workflow.steps],
         "n_sources": len(select_context(example.retrieval, 1.0).passages),
     }
@@ -387,6 +394,7 @@ class BuildConfig:
     eval_fraction: float = 0.2
     min_pairs: int = 32
     max_per_question: int = 8
+    tools: tuple[ToolSpec, ...] = ()  # the deployment's tool catalogue: the serving prompt lists it too
 
 
 def build(
@@ -398,14 +406,16 @@ def build(
     """Every dataset from the judged answers, the knowledge-base questions' retrievals and the executor's
     preference pairs; synthesised richness pairs only top up the human pairs to ``cfg.min_pairs``."""
     human = vote_pairs(answers) + correction_pairs(answers) + list(execution)
-    human_rows = _rows(human, dpo_row)
+    # Rows are rendered with the serving prompt, which lists the deployment's tools.
+    dpo, kto, sft, grpo = (functools.partial(r, tools=cfg.tools) for r in (dpo_row, kto_row, sft_row, grpo_row))
+    human_rows = _rows(human, dpo)
     synthesised = [p for p in map(richness_pair, knowledge) if p is not None]
     wanted = max(0, cfg.min_pairs - len(human_rows))
     rows: dict[str, list[Keyed]] = {
-        "dpo": human_rows + _rows(synthesised, dpo_row)[:wanted],
-        "kto": resolve_labels(_rows(labelled(answers), kto_row)),
-        "sft": _rows(demonstrations(answers), sft_row) + _rows(_knowledge(knowledge), sft_row),
-        "grpo": _rows(demonstrations(answers) + _knowledge(knowledge), grpo_row),
+        "dpo": human_rows + _rows(synthesised, dpo)[:wanted],
+        "kto": resolve_labels(_rows(labelled(answers), kto)),
+        "sft": _rows(demonstrations(answers), sft) + _rows(_knowledge(knowledge), sft),
+        "grpo": _rows(demonstrations(answers) + _knowledge(knowledge), grpo),
         "scorer": [(p.key, row) for p in human + synthesised for row in scorer_rows(p)],
     }
     keys = {key for keyed in rows.values() for key, _ in keyed}

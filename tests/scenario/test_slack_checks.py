@@ -161,3 +161,25 @@ async def test_checks_run_from_the_card_and_the_write_waits_for_one_authorised_a
     kinds = [e["kind"] for e in run.steps["events"]]
     assert kinds[:4] == ["started", "probe", "decision", "approval_requested"]
     assert kinds[-5:] == ["approved", "write", "manual", "finished", "outcome"]
+
+
+async def test_an_alert_in_a_channel_that_opted_in_gets_its_checks_run_automatically(
+    tmp_path: Path, model_cache: Path, service: str
+) -> None:
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "CheckoutErrorsHigh.md").write_text(RUNBOOK.format(url=service))
+    kb = make_settings(tmp_path / "kb", model_cache)
+    async with open_knowledge(kb) as knowledge:
+        await ingest([runbooks], knowledge.builder, max_bytes=100_000)
+    tools = {"http_probe_hosts": ("127.0.0.1",), "auto_check_channels": ("CALERTS",)}
+    async with running_bot(kb, tmp_path / "records.sqlite", tools=tools) as running:
+        alert = {"name": "CheckoutErrorsHigh", "status": "firing", "summary": "checkout health check fails"}
+        response = await running.http.post(
+            f"{running.url}/alerts/generic", json=alert, headers={"Authorization": "Bearer alert-token"}
+        )
+        assert response.status == 200
+        waiting = await state_message(running, 1)  # the read step ran; the write waits for an approver
+        assert waiting.args["channel"] == "CALERTS" and APPROVE in buttons(waiting)
+        texts = "\n".join(str(c.args.get("text")) for c in running.slack.of("chat.postMessage"))
+        assert "http_probe" in texts
