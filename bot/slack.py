@@ -331,9 +331,9 @@ class SlackBot:
         return 0
 
     async def _vote_by_reaction(self, event: dict[str, Any]) -> None:
-        item = event.get("item") or {}
+        item = event.get("item")
         vote = self._vote_of(str(event.get("reaction", "")))
-        if item.get("type") != "message" or not vote:
+        if not isinstance(item, dict) or item.get("type") != "message" or not vote:
             return
         interaction = await self._records.interaction_at(str(item.get("channel")), str(item.get("ts")))
         if interaction is None:  # not one of the bot's answers
