@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -149,6 +150,8 @@ async def mentions(bot: BotProcess, slack: FakeSlack, rounds: int, n: int) -> No
         await mention_round(bot, slack, http, 1, 99, one_channel=False)  # loads the embedding model
         print(f"bot memory after the first answer: VmRSS {bot.memory()['VmRSS']:.0f} MiB")
         bot.reset_peak()
+        alone = [await mention_round(bot, slack, http, 1, 90 + i, one_channel=False) for i in range(5)]
+        print_mentions("1 at a time (5 mentions), for reference", {k: [a[k][0] for a in alone] for k in alone[0]})
         print(f"mentions: {n} concurrent signed app_mention events per round (target: ack p99 <= 100 ms)")
         spread: dict[str, list[float]] = {"ack": [], "placeholder": [], "answer": []}
         for r in range(rounds):
@@ -281,6 +284,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--answer", choices=("both", "on", "off"), default="both", help="alerts.answer for the storm")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows when piped
     if args.quick:
         args.rounds, args.mentions, args.notifications, args.seconds, args.answer = 1, 20, 200, 12.0, "on"
     asyncio.run(run(args))
