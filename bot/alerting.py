@@ -20,7 +20,7 @@ from typing import Any
 from bot.metrics import Metrics
 from bot.slack import SlackBot
 from connectors.alerts import route
-from core.errors import BackendUnavailable, OpsflowError
+from core.errors import OpsflowError
 from core.settings import AlertSettings
 from core.types import Alert
 from trainer.store import AlertRecord, AlertThread, Interaction, RecordStore
@@ -28,6 +28,7 @@ from trainer.store import AlertRecord, AlertThread, Interaction, RecordStore
 log = logging.getLogger(__name__)
 
 _ICON = {"firing": ":fire:", "resolved": ":white_check_mark:"}
+CARD_REFRESH_S = 30.0  # least time between two edits of a card whose status did not change
 
 
 class Overloaded(OpsflowError):
@@ -53,7 +54,7 @@ class AlertDispatcher:
         self._metrics = metrics
         self._retry_s = retry_s
         self._after_answer = after_answer
-        self._followers: set[asyncio.Task[object]] = set()
+        self._followers: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -80,8 +81,10 @@ class AlertDispatcher:
             await asyncio.wait(set(self._followers), timeout=grace_s)
 
     async def idle(self) -> None:
-        """Wait until every queued group has been handled (tests and benchmarks)."""
+        """Wait until every queued group has been handled and answered (tests and benchmarks)."""
         await self._queue.join()
+        if self._followers:
+            await asyncio.wait(set(self._followers))
 
     @property
     def backlog(self) -> int:
@@ -169,23 +172,32 @@ class AlertDispatcher:
         )
         await self._records.save_alert_thread(thread)
         if status == "firing" and self._cfg.answer:
-            try:
-                answer = await self._slack.ask(
-                    alert.question, channel=channel, thread_ts=ts, user="", origin="alert", alert_group=group
-                )
-            except BackendUnavailable as exc:  # the thread stands; the answer is the part that failed
-                log.warning("no workflow for alert", extra={"group": group, "error": str(exc)})
-                return
+            # The workflow (and the channel's automatic checks) follow in the thread; planning takes a
+            # while, and other groups' threads should not wait for it.
+            follower = asyncio.create_task(self._answer(alert, channel, ts, group), name=f"alert-answer-{group}")
+            self._followers.add(follower)
+            follower.add_done_callback(self._followers.discard)
+
+    async def _answer(self, alert: Alert, channel: str, thread_ts: str, group: str) -> None:
+        try:
+            answer = await self._slack.ask(
+                alert.question, channel=channel, thread_ts=thread_ts, user="", origin="alert", alert_group=group
+            )
             if answer is not None and self._after_answer is not None:
-                # e.g. the channel's automatic checks: they take a while, so they do not hold this worker.
-                follower = asyncio.create_task(self._after_answer(answer), name=f"after-answer-{answer.id}")
-                self._followers.add(follower)
-                follower.add_done_callback(self._followers.discard)
+                await self._after_answer(answer)
+        except OpsflowError as exc:  # the thread stands; the answer is the part that failed
+            log.warning("no workflow for alert", extra={"group": group, "error": str(exc)})
 
     async def _update_thread(self, thread: AlertThread, alert: Alert, status: str, firing: dict[str, Any]) -> None:
         now = dt.datetime.now(dt.UTC)
         if status == thread.status and firing == thread.firing:
             return  # a repeat: nothing a person would see has changed
+        if status == thread.status and (now - thread.updated_at).total_seconds() < CARD_REFRESH_S:
+            # Only the set of firing alerts changed, and the card was edited moments ago: keep the state,
+            # edit the card with a later change (Slack allows ~50 chat.update a minute per workspace).
+            thread.firing = firing
+            await self._records.save_alert_thread(thread)
+            return
         flapping = (
             status == "firing"
             and thread.status == "resolved"

@@ -1,10 +1,10 @@
 """The Slack app: questions in, workflow cards out, and every judgement people give them recorded.
 
 Built on slack-bolt's AsyncApp. Events are acknowledged before their listener runs (Bolt does that);
-commands, buttons and modals call ``ack()`` first and work after. Two things happen *before* the ack,
-in middleware, on purpose: a Slack retry is recognised by its event id (kept in the record store, so a
-restart does not answer twice), and a reaction vote is written, so nothing a person gave is lost
-once Slack has its 200.
+commands, buttons and modals call ``ack()`` first and work after. Before the ack, in middleware: a
+quick Slack retry is recognised by its event id in memory, and a reaction vote is written, so nothing a
+person gave is lost once Slack has its 200. After it, a question's event id is also kept in the record
+store, so a retry arriving after a restart is not answered twice.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -78,19 +79,40 @@ def web_client(cfg: SlackSettings) -> AsyncWebClient:
 
 
 class ChannelPacer:
-    """At most one new message per channel per ``interval`` seconds: Slack's chat.postMessage tier."""
+    """New messages per channel held to Slack's chat.postMessage limit: about one a second, with short
+    bursts allowed (a token bucket of ``burst`` messages refilled at ``rate`` a second)."""
 
-    def __init__(self, interval: float = 1.0) -> None:
-        self._interval = interval
-        self._next: dict[str, float] = {}
+    def __init__(self, rate: float = 1.0, burst: int = 3) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._tokens: dict[str, tuple[float, float]] = {}  # channel -> (tokens, when counted)
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def wait(self, channel: str) -> None:
         async with self._locks.setdefault(channel, asyncio.Lock()):
-            delay = self._next.get(channel, 0.0) - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self._next[channel] = time.monotonic() + self._interval
+            now = time.monotonic()
+            tokens, then = self._tokens.get(channel, (float(self._burst), now))
+            tokens = min(float(self._burst), tokens + (now - then) * self._rate)
+            if tokens < 1:
+                await asyncio.sleep((1 - tokens) / self._rate)
+                now, tokens = time.monotonic(), 1.0
+            self._tokens[channel] = (tokens - 1, now)
+
+
+class RecentIds:
+    """The last ``size`` ids seen, in memory: answers Slack's quick retries without touching the store."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def first(self, event_id: str) -> bool:
+        if event_id in self._ids:
+            return False
+        self._ids[event_id] = None
+        if len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+        return True
 
 
 class SlackBot:
@@ -117,6 +139,7 @@ class SlackBot:
         self._admin_commands = dict(admin_commands or {})
         self._status = status
         self._pacer = ChannelPacer()
+        self._recent = RecentIds()
         self._inflight: set[asyncio.Task[Any]] = set()
         secret = cfg.signing_secret.get_secret_value() if cfg.signing_secret else None
         self.app = AsyncApp(
@@ -153,7 +176,7 @@ class SlackBot:
         event_id = req.body.get("event_id") if isinstance(req.body, dict) else None
         kind = req.body.get("type", "") if isinstance(req.body, dict) else ""
         self._metrics.slack_events.labels(kind=str(kind or req.context.get("command") or "interaction")).inc()
-        if event_id and not await self._records.first_sighting(str(event_id)):
+        if event_id and not self._recent.first(str(event_id)):
             self._metrics.slack_duplicates.inc()
             log.info("slack retry ignored", extra={"event_id": event_id, "retry": req.headers.get("x-slack-retry-num")})
             return BoltResponse(status=200, body="")  # a new response: ``resp`` may be None here
@@ -175,7 +198,18 @@ class SlackBot:
     def allowed(self, channel: str) -> bool:
         return not self.cfg.channels or channel in self.cfg.channels or channel.startswith("D")
 
-    async def _on_mention(self, event: dict[str, Any]) -> None:
+    async def _first_answer(self, body: dict[str, Any]) -> bool:
+        """Whether this event was never answered, across restarts (checked after the ack: a store
+        commit on the ack path would queue 50 concurrent mentions behind one another)."""
+        event_id = body.get("event_id")
+        if event_id and not await self._records.first_sighting(str(event_id)):
+            self._metrics.slack_duplicates.inc()
+            return False
+        return True
+
+    async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if not await self._first_answer(body):
+            return
         channel = event.get("channel", "")
         if not self.allowed(channel):
             await self._ephemeral(channel, event.get("user", ""), "I'm not enabled in this channel; ask an admin.")
@@ -184,9 +218,11 @@ class SlackBot:
         thread = event.get("thread_ts") or event.get("ts", "")
         await self.ask(question, channel=channel, thread_ts=thread, user=event.get("user", ""), origin="slack")
 
-    async def _on_message(self, event: dict[str, Any]) -> None:
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         # Only direct messages from people: channel messages come as app_mention when they name the bot.
         if event.get("channel_type") != "im" or event.get("bot_id") or event.get("subtype"):
+            return
+        if not await self._first_answer(body):
             return
         question = _MENTION.sub("", event.get("text", "")).strip()
         thread = event.get("thread_ts") or event.get("ts", "")

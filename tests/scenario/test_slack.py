@@ -280,3 +280,14 @@ async def test_a_search_backend_that_is_down_gets_a_clear_note_in_the_thread(
         health = await bot.http.get(f"{bot.url}/healthz")
         assert health.status == 503 and "failing" in (await health.json())["checks"]["index"]
         assert "opsflow_answers_total" in metrics
+
+
+async def test_a_retry_arriving_after_a_restart_is_not_answered_again(sample_kb: Settings, tmp_path: Path) -> None:
+    records = tmp_path / "r.sqlite"
+    async with running_bot(sample_kb, records) as bot:
+        await answered(bot, "EvRestart")
+    async with running_bot(sample_kb, records) as bot:
+        again = await bot.client.event(mention(QUESTION), "EvRestart", **{"X-Slack-Retry-Num": "2"})
+        assert again.status == 200
+        await asyncio.sleep(0.5)
+        assert not bot.slack.of("chat.postMessage")

@@ -102,7 +102,7 @@ def buttons(call: Call) -> dict[str, str]:
 async def state_message(running: RunningBot, count: int) -> Call:
     """The ``count``-th message carrying check buttons."""
     calls = await running.slack.wait_for("chat.postMessage", count=0)
-    for _ in range(200):
+    for _ in range(600):  # up to 30 s: a run on a loaded 2-core machine
         calls = [c for c in running.slack.of("chat.postMessage") if set(buttons(c)) & {APPROVE, RESOLVED}]
         if len(calls) >= count:
             return calls[count - 1]
