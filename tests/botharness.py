@@ -35,6 +35,7 @@ class SlackClient:
 
     url: str
     session: aiohttp.ClientSession
+    slack_url: str
     secret: str = SECRET
 
     async def send(self, body: str, content_type: str, *, age: float = 0, **headers: str) -> aiohttp.ClientResponse:
@@ -74,7 +75,7 @@ class SlackClient:
             "channel_id": channel,
             "team_id": "T1",
             "trigger_id": "trig",
-            "response_url": "http://127.0.0.1:9/none",
+            "response_url": f"{self.slack_url}response_url",  # the fake records what is posted there
         }
         return await self.send(urllib.parse.urlencode(form), "application/x-www-form-urlencoded")
 
@@ -110,4 +111,4 @@ async def running_bot(kb: Settings, records: Path, **sections: dict[str, Any]) -
         async with open_knowledge(settings) as knowledge:
             bot = await asyncio.to_thread(build_bot, settings, knowledge)  # Bolt reads files as it starts
             async with running(bot, "127.0.0.1", 0) as url, aiohttp.ClientSession() as http:
-                yield RunningBot(url, bot, slack, SlackClient(url, http), http)
+                yield RunningBot(url, bot, slack, SlackClient(url, http, slack.url), http)

@@ -291,3 +291,10 @@ async def test_a_retry_arriving_after_a_restart_is_not_answered_again(sample_kb:
         assert again.status == 200
         await asyncio.sleep(0.5)
         assert not bot.slack.of("chat.postMessage")
+
+
+async def test_status_says_what_the_bot_knows_and_which_models_serve(bot: RunningBot) -> None:
+    assert (await bot.client.command("status", user="U1")).status == 200
+    reply = (await bot.slack.wait_for("response_url"))[0]
+    assert "opsflow knows" in reply.args["text"] and "documents" in reply.args["text"]
+    assert "planner:" in reply.args["text"]
