@@ -263,9 +263,13 @@ class SlackBot:
                 "(describe the symptom or paste the alert name rather than whole logs).",
             )
             return None
-        placeholder = await self.post(channel, thread_ts, PLACEHOLDER)
-        if placeholder is None:
-            return None
+        # A person who asked sees a placeholder at once; an alert's thread gets the card when it is ready
+        # (one message instead of two under Slack's per-channel pace, when alerts arrive in bulk).
+        placeholder = None
+        if origin != "alert":
+            placeholder = await self.post(channel, thread_ts, PLACEHOLDER)
+            if placeholder is None:
+                return None
         history = await self._records.thread_history(channel, thread_ts) if thread_ts else []
         # A follow-up is read together with the thread's first question (or alert): that names the incident.
         earlier = history[0].query if history else ""
@@ -276,12 +280,11 @@ class SlackBot:
             reason = str(exc) or f"no answer within {self.cfg.answer_timeout_s:.0f} s"
             log.warning("answer failed", extra={"channel": channel, "error": reason})
             self._metrics.answers.labels(origin=origin, outcome="failed").inc()
-            await self.update(
-                channel,
-                placeholder,
+            note = (
                 f":warning: I could not answer this time: {reason}. "
-                "Try again in a minute, or escalate to the incident commander.",
+                "Try again in a minute, or escalate to the incident commander."
             )
+            await (self.update(channel, placeholder, note) if placeholder else self.post(channel, thread_ts, note))
             return None
         interaction = await self._records.add_interaction(
             Interaction(
@@ -289,7 +292,7 @@ class SlackBot:
                 user=user,
                 channel=channel,
                 thread_ts=thread_ts or placeholder,
-                message_ts=placeholder,
+                message_ts=placeholder,  # an alert's card: set once it is posted, below
                 query=question,
                 answer=answer.model_dump(mode="json"),
                 context={"query": query, "thread": earlier, "retrieval": _context(retrieval)},
@@ -300,9 +303,14 @@ class SlackBot:
             )
         )
         blocks = render_slack_blocks(answer, doc_url=self._doc_url, answer_id=str(interaction.id))
-        await self.update(channel, placeholder, fallback_text(answer), blocks)
-        if self.cfg.attach_picture and answer.workflow is not None:
-            await self._attach_picture(channel, thread_ts or placeholder, answer.workflow)
+        if placeholder is not None:
+            await self.update(channel, placeholder, fallback_text(answer), blocks)
+        elif posted := await self.post(channel, thread_ts, fallback_text(answer), blocks):
+            await self._records.update_interaction(interaction.id, message_ts=posted)
+            interaction.message_ts = posted
+        thread = thread_ts or placeholder
+        if self.cfg.attach_picture and answer.workflow is not None and thread:
+            await self._attach_picture(channel, thread, answer.workflow)
         outcome = "abstained" if answer.abstained else "answered"
         self._metrics.answers.labels(origin=origin, outcome=outcome).inc()
         self._metrics.answer_seconds.labels(origin=origin).observe(time.perf_counter() - started)

@@ -7,8 +7,13 @@ import asyncio
 from pathlib import Path
 
 from core.settings import Settings
-from tests.botharness import ALERT_TOKEN, running_bot
+from tests.botharness import ALERT_TOKEN, RunningBot, running_bot
 from tests.promstack import alertmanager, metrics_endpoint, off_loop, prometheus
+
+
+def first_ts(bot: RunningBot) -> str:
+    return sorted(ts for (_, ts) in bot.slack.messages)[0]
+
 
 RULES = """
 groups:
@@ -35,8 +40,8 @@ async def test_prometheus_rule_to_alertmanager_to_a_slack_thread_and_back(sample
             metrics.set("opsflow_test_restarts", 5)
             first = (await bot.slack.wait_for("chat.postMessage", within=40))[0]
             assert first.args["channel"] == "CALERTS" and "KubePodCrashLooping — firing" in first.args["text"]
-            answer = (await bot.slack.wait_for("chat.update", within=30))[0]
-            assert "Pod" in answer.args["text"] or answer.args["blocks"]
+            answer = (await bot.slack.wait_for("chat.postMessage", count=2, within=30))[1]
+            assert answer.args["thread_ts"] == first_ts(bot) and answer.args["blocks"][0]["type"] == "header"
 
             metrics.set("opsflow_test_restarts", 0)
             for _ in range(80):
