@@ -114,7 +114,7 @@ async def mention(
 async def mention_round(
     bot: BotProcess, slack: FakeSlack, http: aiohttp.ClientSession, n: int, tag: int, *, one_channel: bool
 ) -> dict[str, list[float]]:
-    client = SlackClient(bot.url, http)
+    client = SlackClient(bot.url, http, slack.url)
     results = await asyncio.gather(
         *(
             mention(
