@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import shutil
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,39 @@ def _loopback_only(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """The admin URL of the PostgreSQL these machines run on 127.0.0.1:5432 (trust auth); skips without one."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc})")
+    yield "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+@pytest.fixture
+def pg_database(pg_server: str) -> Iterator[str]:
+    """The URL of a fresh, empty database on the local PostgreSQL, dropped afterwards."""
+    import psycopg
+
+    name = f"opsflow_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def records_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh record database: SQLite unless the test is parametrized (indirectly) with ``postgresql``."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return f"sqlite:///{tmp_path}/records.sqlite"
+    return str(request.getfixturevalue("pg_database"))
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -99,25 +98,6 @@ async def target() -> AsyncIterator[Target]:
     await state.server.start_server()
     yield state
     await state.server.close()
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """A throw-away database on the local PostgreSQL (trust auth)."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"opsflow_exec_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc})")
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -370,7 +350,7 @@ async def test_a_second_click_or_a_stale_button_does_not_run_the_write_again(har
 async def test_two_simultaneous_approvals_run_the_write_once(
     backend: str, tmp_path: Path, target: Target, request: pytest.FixtureRequest
 ) -> None:
-    url = f"sqlite:///{tmp_path}/records.sqlite" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    url = f"sqlite:///{tmp_path}/records.sqlite" if backend == "sqlite" else request.getfixturevalue("pg_database")
     store = RecordStore(url)
     h = Harness(store, target, approvers={CHANNEL: (APPROVER, "U_SECOND")})
     try:

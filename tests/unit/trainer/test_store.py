@@ -3,39 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from core.errors import BackendUnavailable
 from trainer.store import AlertRecord, AlertThread, Interaction, RecordStore
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """A throw-away database on the local PostgreSQL (trust auth)."""
-    psycopg = pytest.importorskip("psycopg")
-    name = f"opsflow_test_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True, connect_timeout=3
-        )
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not running on 127.0.0.1:5432 ({exc})")
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[RecordStore]:
-    url = f"sqlite:///{tmp_path}/records.sqlite" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RecordStore]:
+    url = (
+        f"sqlite:///{tmp_path}/records.sqlite" if request.param == "sqlite" else request.getfixturevalue("pg_database")
+    )
     store = RecordStore(url)
     yield store
     await store.aclose()
