@@ -187,7 +187,10 @@ class AlertSettings(_Section):
     routes: tuple[AlertRoute, ...] = Field(
         (), description='JSON list, first match wins: [{"match": {"team": "db"}, "channel": "C123"}].'
     )
-    queue_size: int = Field(1000, gt=0, description="Alerts waiting to be posted; beyond it webhooks get 503.")
+    # Waiting alerts are stored rows, not memory; the bound is there to say "slow down" when Slack's pace
+    # (about one message a second per channel) falls far behind. 1,000 refused a 60 s storm of 1,000
+    # notifications into one channel 277 times (bench/bot_load.py); 10,000 takes it.
+    queue_size: int = Field(10_000, gt=0, description="Alerts waiting to be posted; beyond it webhooks get 503.")
     workers: int = Field(4, gt=0, description="Alert groups posted concurrently.")
     answer: bool = Field(True, description="Answer a new alert thread with a workflow.")
     flap_window_s: float = Field(
