@@ -1,6 +1,8 @@
-"""A loopback Ollama server speaking the documented HTTP API (/api/chat, /api/embed, /api/tags).
+"""A loopback Ollama server speaking the documented HTTP API (/api/chat, /api/embed, /api/tags,
+/api/blobs, /api/create).
 
-Replies come from a function of the request body; every request is recorded. Used only where the
+Replies come from a function of the request body; every request is recorded; ``create`` adds a model
+(from a known model and uploaded adapter blobs) that chat then serves. Used only where the
 real process boundary (an Ollama server) cannot exist on these machines.
 """
 
@@ -14,13 +16,18 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import loopback
+
 ChatReply = Callable[[dict[str, Any]], str]
 
 
 @dataclass
 class FakeOllama:
     url: str
+    models: set[str]
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    blobs: set[str] = field(default_factory=set)
+    created: list[dict[str, Any]] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -28,12 +35,12 @@ async def fake_ollama(
     reply: ChatReply, models: tuple[str, ...] = ("llama3.1:8b",), dim: int = 2
 ) -> AsyncIterator[FakeOllama]:
     """Serve on 127.0.0.1:<free port>; unknown models get Ollama's 404 ``model not found``."""
-    state = FakeOllama(url="")
+    state = FakeOllama(url="", models=set(models))
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
         state.requests.append(("/api/chat", body))
-        if body.get("model") not in models:
+        if body.get("model") not in state.models:
             return web.json_response({"error": f"model '{body.get('model')}' not found"}, status=404)
         return web.json_response(
             {
@@ -49,7 +56,7 @@ async def fake_ollama(
     async def embed(request: web.Request) -> web.Response:
         body = await request.json()
         state.requests.append(("/api/embed", body))
-        if body.get("model") not in models:
+        if body.get("model") not in state.models:
             return web.json_response({"error": f"model '{body.get('model')}' not found"}, status=404)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         # A deterministic vector per text: its length and letter counts, so equal texts embed equally.
@@ -58,22 +65,30 @@ async def fake_ollama(
 
     async def tags(request: web.Request) -> web.Response:
         state.requests.append(("/api/tags", {}))
-        return web.json_response({"models": [{"name": m, "model": m} for m in models]})
+        return web.json_response({"models": [{"name": m, "model": m} for m in sorted(state.models)]})
 
-    app = web.Application()
+    async def blob(request: web.Request) -> web.Response:
+        data = await request.read()
+        assert data[:4] == b"GGUF", "adapters are uploaded as GGUF files"
+        state.blobs.add(request.match_info["digest"])
+        return web.Response(status=201)
+
+    async def create(request: web.Request) -> web.Response:
+        body = await request.json()
+        state.created.append(body)
+        if body.get("from") not in state.models or not set(body.get("adapters", {}).values()) <= state.blobs:
+            return web.json_response({"error": "unknown base model or adapter blob"}, status=400)
+        state.models.add(body["model"])
+        return web.json_response({"status": "success"})
+
+    app = web.Application(client_max_size=256 * 2**20)  # adapter blobs
     app.router.add_post("/api/chat", chat)
     app.router.add_post("/api/embed", embed)
     app.router.add_get("/api/tags", tags)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state.url = f"http://127.0.0.1:{port}"
-    try:
+    app.router.add_post("/api/blobs/{digest}", blob)
+    app.router.add_post("/api/create", create)
+    async with loopback(app) as state.url:
         yield state
-    finally:
-        await runner.cleanup()
 
 
 def json_reply(value: Any) -> ChatReply:

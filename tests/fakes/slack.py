@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import loopback
+
 
 @dataclass
 class Call:
@@ -149,13 +151,6 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     app.router.add_get("/api/socket", socket)
     app.router.add_post("/api/{method}", api)
     app.router.add_post("/api/upload/{file}", upload)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    slack.url = f"http://127.0.0.1:{port}/api/"
-    try:
+    async with loopback(app) as url:
+        slack.url = f"{url}/api/"
         yield slack
-    finally:
-        await runner.cleanup()

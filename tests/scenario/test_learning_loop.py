@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from bot.app import open_knowledge
 from bot.ingest import ingest
@@ -26,6 +22,7 @@ from bot.training import Training
 from core.settings import Settings
 from tests.botharness import RunningBot, running_bot
 from tests.conftest import make_settings
+from tests.fakes.ollama import FakeOllama, fake_ollama
 from tests.tinymodel import build_tiny_model, require_train
 
 BASE = "llama3.1:8b"
@@ -59,60 +56,9 @@ def workflow_reply(steps: list[tuple[str, str]]) -> str:
     return json.dumps({"title": "Workflow", "steps": rows})
 
 
-@dataclass
-class FakeOllama:
-    """Ollama's chat, blob and create endpoints: the base model answers with weak steps, the models created
-    from it (the trained candidate) with the gold steps."""
-
-    url: str = ""
-    models: set[str] = field(default_factory=lambda: {BASE})
-    blobs: set[str] = field(default_factory=set)
-    created: list[dict[str, Any]] = field(default_factory=list)
-    chats: list[str] = field(default_factory=list)
-
-
-@asynccontextmanager
-async def fake_ollama() -> AsyncIterator[FakeOllama]:
-    state = FakeOllama()
-
-    async def chat(request: web.Request) -> web.Response:
-        body = await request.json()
-        model = body["model"]
-        if model not in state.models:
-            return web.json_response({"error": f"model '{model}' not found"}, status=404)
-        state.chats.append(model)
-        steps = WEAK if model == BASE else GOLD
-        message = {"role": "assistant", "content": workflow_reply(steps)}
-        return web.json_response({"model": model, "created_at": "2026-11-22T00:00:00Z", "message": message,
-                                  "done": True, "done_reason": "stop"})  # fmt: skip
-
-    async def blob(request: web.Request) -> web.Response:
-        data = await request.read()
-        assert data[:4] == b"GGUF", "the adapter uploaded is a GGUF file"
-        state.blobs.add(request.match_info["digest"])
-        return web.Response(status=201)
-
-    async def create(request: web.Request) -> web.Response:
-        body = await request.json()
-        state.created.append(body)
-        if body.get("from") not in state.models or not set(body.get("adapters", {}).values()) <= state.blobs:
-            return web.json_response({"error": "unknown base model or adapter blob"}, status=400)
-        state.models.add(body["model"])
-        return web.json_response({"status": "success"})
-
-    app = web.Application(client_max_size=256 * 2**20)
-    app.router.add_post("/api/chat", chat)
-    app.router.add_post("/api/blobs/{digest}", blob)
-    app.router.add_post("/api/create", create)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    state.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-    try:
-        yield state
-    finally:
-        await runner.cleanup()
+def reply(body: dict[str, Any]) -> str:
+    """The base model answers with weak steps, the models created from it (the trained candidate) with the gold."""
+    return workflow_reply(WEAK if body["model"] == BASE else GOLD)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +116,7 @@ async def test_reactions_train_a_version_that_the_next_answer_names(
     small_kb: Settings, tmp_path: Path, tiny_base: Path
 ) -> None:
     async with (
-        fake_ollama() as ollama,
+        fake_ollama(reply, models=(BASE,)) as ollama,
         running_bot(small_kb, tmp_path / "records.sqlite", **sections(ollama, tmp_path, tiny_base)) as bot,
     ):
         first = await ask_and_react(bot, "the disk on node-3 is full, what now?", 1, "+1")
