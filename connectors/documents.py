@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.document import Block, parse, render
 from core.errors import DocumentError
 from core.types import DocumentKind, Section, SourceDocument
 
@@ -106,39 +107,33 @@ def parse_document(file: DocumentFile, raw: bytes) -> SourceDocument:
     )
 
 
-_ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_SETEXT = re.compile(r"^(=+|-+)\s*$")
-_FRONT_TITLE = re.compile(r"^title:\s*['\"]?(.+?)['\"]?\s*$", re.MULTILINE)
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s")
-
-
 class _Sections:
-    """Accumulates lines under the current heading path; the first level-1 heading is the title."""
+    """Accumulates blocks under the current heading path; the first level-1 heading is the title."""
 
     def __init__(self, title: str = "") -> None:
         self.title = title
         self.sections: list[Section] = []
         self._stack: list[tuple[int, str]] = []
-        self._lines: list[str] = []
+        self._blocks: list[Block] = []
         self._seen_heading = False
 
     def heading(self, level: int, text: str) -> None:
         self._flush()
         text = text.strip().strip("`*_ ")
         if level == 1 and not self._seen_heading and not self.sections:
-            self.title = text
+            self.title = self.title or text
         else:
             self._stack = [(lvl, t) for lvl, t in self._stack if lvl < level] + [(level, text)]
         self._seen_heading = True
 
-    def line(self, text: str) -> None:
-        self._lines.append(text)
+    def block(self, block: Block) -> None:
+        self._blocks.append(block)
 
     def _flush(self) -> None:
-        body = "\n".join(self._lines).strip()
-        if body:
-            self.sections.append(Section(heading_path=tuple(t for _, t in self._stack), text=body))
-        self._lines = []
+        if self._blocks:
+            heading_path = tuple(t for _, t in self._stack)
+            self.sections.append(Section(heading_path=heading_path, text=render(self._blocks)))
+        self._blocks = []
 
     def done(self) -> tuple[str, list[Section]]:
         self._flush()
@@ -146,62 +141,30 @@ class _Sections:
 
 
 def _parse_markdown(text: str) -> tuple[str, list[Section]]:
-    text = text.replace("\r\n", "\n")
-    front_title = ""
-    if text.startswith("---\n"):
-        end = text.find("\n---", 4)
-        if end != -1:
-            match = _FRONT_TITLE.search(text[4:end])
-            front_title = match.group(1) if match else ""
-            text = text[end + 4 :].lstrip("-").lstrip("\n")
-    out = _Sections(front_title)
-    lines = text.split("\n")
-    in_code = False
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        if line.lstrip().startswith(("```", "~~~")):
-            in_code = not in_code
-            out.line(line)
-        elif in_code:
-            out.line(line)
-        elif match := _ATX.match(line):
-            out.heading(len(match.group(1)), match.group(2))
-        elif line.strip() and _SETEXT.match(nxt) and len(nxt.strip()) >= 2 and not _is_block(line):
-            out.heading(1 if nxt.strip().startswith("=") else 2, line)
-            i += 1
+    parsed = parse(text)
+    title = parsed.front_matter.get("title")
+    out = _Sections(title if isinstance(title, str) else "")
+    for block in parsed.blocks:
+        if block.kind == "heading":
+            out.heading(block.level, block.text)
         else:
-            out.line(line)
-        i += 1
+            out.block(block)
     return out.done()
 
 
-def _is_block(line: str) -> bool:
-    """Lines that cannot be a setext heading's text."""
-    return bool(_LIST_ITEM.match(line)) or line.lstrip().startswith(("|", ">", "    ")) or line.startswith("\t")
-
-
 def _parse_html(text: str) -> tuple[str, list[Section]]:
+    """HTML into the same model as Markdown: converted by markdownify (ATX headings, fenced code)."""
     from bs4 import BeautifulSoup
+    from markdownify import markdownify
 
     soup = BeautifulSoup(text, "html.parser")
     for junk in soup(["script", "style", "nav", "header", "footer"]):
         junk.decompose()
     head_title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    out = _Sections()
-    body = soup.body or soup
-    for el in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "dt", "dd"]):
-        if el.name[0] == "h" and el.name[1:].isdigit():
-            out.heading(int(el.name[1]), el.get_text(" ", strip=True))
-        elif el.name == "pre":
-            out.line("```\n" + el.get_text().strip("\n") + "\n```")
-        elif el.find_parent("pre") is None and (el.name != "p" or el.find_parent("li") is None):
-            text_ = el.get_text(" ", strip=True)
-            if text_:
-                out.line(("- " if el.name == "li" else "") + text_)
-                out.line("")
-    title, sections = out.done()
+    if soup.title:
+        soup.title.decompose()
+    markdown = markdownify(str(soup.body or soup), heading_style="ATX", code_language="", bullets="-")
+    title, sections = _parse_markdown(markdown)
     return title or head_title, sections
 
 
@@ -222,13 +185,9 @@ def _parse_pdf(raw: bytes) -> tuple[str, list[Section]]:
         raise DocumentError(f"unreadable PDF ({type(exc).__name__}: {exc})") from exc
     if not text.strip():
         raise DocumentError("PDF has no extractable text (scanned?)")
-    out = _Sections()
     lines = [line.rstrip() for line in text.splitlines()]
     first = next((n for n, line in enumerate(lines) if line.strip()), 0)
-    out.heading(1, lines[first])
-    for line in lines[first + 1 :]:
-        if _PDF_HEADING.match(line.strip()):
-            out.heading(2, line.strip().rstrip(":"))
-        else:
-            out.line(line)
-    return out.done()
+    # PDF text has no markup: known section names become headings, the rest is read as Markdown.
+    body = "\n".join(f"## {line.strip().rstrip(':')}" if _PDF_HEADING.match(line.strip()) else line for line in lines[first + 1 :])
+    title, sections = _parse_markdown(body)
+    return lines[first].strip(), sections

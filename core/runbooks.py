@@ -1,64 +1,274 @@
-"""How runbooks are written, as pure text functions: which section says what, and what a step is.
+"""How runbooks are read: which blocks of a section are procedure steps, and of what kind.
 
-Shared by the knowledge-base extractor (retrieval) and the extractive planner (generation),
-which must read a runbook the same way. No I/O.
+A step is found by its content — ordered-list items, imperative sentences and bullets, questions,
+conditions, ``Action:`` bullets — wherever it sits; heading words only tip the balance for bullets
+that are neither imperative nor questions. Every candidate gets a role:
+
+* ``check`` / ``action``: a step (reading the system / changing it);
+* ``decision``: a question or condition ("If …", "Check whether …", "Do you see …?");
+* ``note``: a ``Note:``/``Warning:`` line or admonition, attached to the step it qualifies;
+* ``reference``: links and past incidents, shown as "see also";
+* ``narrative`` / ``caption`` / ``description``: left out of the workflow.
+
+Shared by the knowledge-base extractor (retrieval) and the extractive planner (generation), which
+must read a runbook the same way. No I/O.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
-_ROLE_OF_SECTION = {
-    "description": ("meaning", "description", "summary", "overview", "symptom", "problem", "what", "alert"),
-    "note": ("impact", "note", "prevention", "escalat", "reference", "background", "additional"),
-    "mitigation": (
-        "diagnos", "troubleshoot", "investigat", "debug", "check", "verif", "mitigat", "resolution",
-        "remediat", "fix", "recover", "solution", "procedure", "steps", "action", "workaround",
-    ),
-    "typical_cases": ("cause", "case", "example", "scenario", "reason"),
+from core.document import Block, parse
+
+Role = Literal["check", "action", "decision", "note", "reference", "narrative", "caption", "description"]
+SectionKind = Literal["procedure", "description", "cases", "reference", "other"]
+STEP_ROLES = ("check", "action", "decision")
+
+_SECTION_WORDS: dict[SectionKind, tuple[str, ...]] = {
+    "reference": ("reference", "link", "further", "see also", "related", "resources", "past incident", "history",
+                  "previous incident", "documentation"),
+    "procedure": ("diagnos", "troubleshoot", "investigat", "debug", "check", "verif", "mitigat", "resolution",
+                  "resolv", "remediat", "fix", "recover", "solution", "procedure", "step", "action", "workaround",
+                  "runbook", "what to do", "how to", "playbook", "respon", "triage", "handl", "restor", "rollback",
+                  "corrective", "firefight", "operation", "task"),
+    "cases": ("cause", "example", "scenario", "reason", "typical"),
+    "description": ("meaning", "description", "summary", "overview", "symptom", "problem", "impact", "background",
+                    "architecture", "about", "introduction", "intro", "context", "what is", "alert", "explanation",
+                    "purpose", "observability", "monitoring", "logging", "dashboard", "metric"),
 }  # fmt: skip
 
-_BULLET = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
-_QUOTE = re.compile(r"^\s*(?:>\s?)+")
+# Verbs a step starts with, split by whether they read or change the system.
+_CHECK_VERBS = frozenset("""
+check verify look inspect review examine investigate query confirm identify find search list get describe view
+compare monitor watch determine validate test open navigate observe ensure make-sure read browse grep tail
+run execute measure count analyze analyse diagnose locate trace track visit go log ssh connect login query curl
+dig ping debug print show take collect gather capture dump evaluate assess study note
+""".split())
+_ACTION_VERBS = frozenset("""
+restart delete remove scale increase decrease add update upgrade downgrade rollback roll apply edit set configure
+create contact escalate page notify wait retry try consider use follow talk fix resolve kill terminate drain cordon
+uncordon reboot stop start disable enable clean free expand resize reduce move migrate replace recreate reinstall
+install patch copy back restore promote failover switch bump raise lower adjust tune limit ask file post reach
+reset rotate renew revoke regenerate recycle rebuild redeploy deploy release reschedule evict shut bring force
+silence acknowledge ack mute work define provision allocate attach detach mount unmount format purge flush vacuum
+reindex compact defragment truncate archive rerun trigger pause resume suspend unpause unblock block allow deny
+grant change modify correct repair remediate mitigate prevent avoid investigate escalate inform let tell open
+document record write schedule plan coordinate announce communicate disable
+""".split())
+_VERBS = _CHECK_VERBS | _ACTION_VERBS
+_LEAD_INS = ("then", "next", "finally", "first", "optionally", "also", "now", "afterwards", "lastly", "second",
+             "third", "alternatively", "otherwise", "please", "manually", "carefully", "immediately")  # fmt: skip
+_LEAD_IN = re.compile(r"^(?:" + "|".join(_LEAD_INS) + r")\b[,:]?\s*", re.IGNORECASE)
+_USED_TO = re.compile(r"\b(?:can|could|may|should) be used to (\w+)|\buse\b.{1,60}?\bto (\w+)", re.IGNORECASE)
+_MODAL = re.compile(r"^(?:you|we)\s+(?:can|should|may|might|must|need to|will need to|have to|could)\s+(\w+)", re.I)
+_TO_DO = re.compile(r"^(?:to|in order to)\s+[^,]{3,80},\s*(.+)$", re.I)
+_DECISION = re.compile(
+    r"^(?:if|when|whenever|in case|unless|once|should)\b"
+    r"|^(?:check|verify|determine|confirm|see|find out|figure out|establish|ask)\s+(?:whether|if)\b"
+    r"|^(?:is|are|does|do|did|has|have|can|could|was|were|will|would)\s.+\?$",
+    re.IGNORECASE,
+)
+_NOTE = re.compile(r"^(?:note|warning|caution|important|tip|info|danger|attention|heads[- ]up|nb)\b\s*[:!-]", re.I)
+_LINK = re.compile(r"!?\[([^\]]*)\]\(([^)]*)\)")
+_URL = re.compile(r"https?://\S+")
+_PAST_INCIDENT = re.compile(
+    r"/(?:issues|incidents?|merge_requests)/\d+|\bincident\s*#?\d+|#\d{3,}\b|\b(?:19|20)\d\d-\d\d-\d\d\b"
+    r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+(?:19|20)\d\d\b",
+    re.IGNORECASE,
+)
+_SEE = re.compile(r"^(?:see|refer to|for more|more info|more detail|read more|further reading|related|documentation"
+                  r"|docs?\b|source|reference|link|dashboard\s*:|runbook\s*:|e\.g\.)", re.I)  # fmt: skip
+_NARRATIVE = re.compile(r"^(?:now|we|i|our|here|this|that|these|those|it|there|as|so|the following|in this|in the"
+                        r"|at this point|at the time|previously|historically|usually|typically|normally|sometimes"
+                        r"|often)\b", re.I)  # fmt: skip
+_ACTION_LABEL = re.compile(r"^\W*(?:action|actions|remediation|fix|resolution|mitigation|steps?|todo)\W*:\s*", re.I)
+_FIELD_LABEL = re.compile(r"^\W*(?:message|severity|summary|description|labels?|expr|for|impact)\W*:", re.I)
+_ESCALATION = re.compile(
+    r"\b(?:escalat\w*|contact|page\s+(?:the|an?|on)|reach out|notify|open an? (?:ticket|issue|case|incident)"
+    r"|raise an? (?:ticket|issue|case)|file an? (?:issue|ticket|bug)|support case|ask for help|get help"
+    r"|disaster recovery)\b",
+    re.IGNORECASE,
+)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(])")
+_IDENT = re.compile(r"^`?[a-z][a-z0-9]*_[a-z0-9_:]+`?\b", re.IGNORECASE)
+MAX_TEXT = 300
 
 
-def section_role(heading_path: Sequence[str]) -> str:
-    """Which of an incident node's fields a section feeds, from its top heading:
-    ``description``, ``note``, ``mitigation`` or ``typical_cases``."""
-    top = heading_path[0].lower() if heading_path else ""
-    for role, stems in _ROLE_OF_SECTION.items():
-        if any(stem in top for stem in stems):
-            return role
-    return "note" if top else "description"
+@dataclass(frozen=True)
+class Candidate:
+    """A piece of a section with its role. ``text`` is inline Markdown (links, code spans);
+    ``code`` holds the code blocks that follow it (commands, queries); ``level`` is its list
+    nesting; ``ordered`` says it is an item of a numbered list."""
+
+    text: str
+    role: Role
+    level: int = 0
+    ordered: bool = False
+    code: tuple[str, ...] = ()
+
+    @property
+    def is_step(self) -> bool:
+        return self.role in STEP_ROLES
 
 
-def steps_of(text: str, min_words: int = 3) -> list[str]:
-    """Bullets and sentences of a section in order; code blocks, command lines and fragments left out."""
-    steps: list[str] = []
-    in_code = False
-    paragraph: list[str] = []
+def section_kind(heading_path: Sequence[str]) -> SectionKind:
+    """What a section is about, from the nearest heading that says: a procedure, a description,
+    typical cases, references, or ``other`` when no heading does."""
+    for heading in reversed(heading_path):
+        lowered = heading.lower()
+        for kind, words in _SECTION_WORDS.items():
+            if any(word in lowered for word in words):
+                return kind
+    return "other"
 
-    def flush() -> None:
-        if paragraph:
-            steps.extend(s.strip() for s in _SENTENCE_END.split(" ".join(paragraph)) if len(s.split()) >= min_words)
-            paragraph.clear()
 
-    for line in text.splitlines():
-        line = _QUOTE.sub("", line)  # a blockquote's text is still text
-        stripped = line.strip()
-        if stripped.startswith(("```", "~~~")):
-            flush()
-            in_code = not in_code
-        elif in_code or stripped.startswith(("$ ", "#", "|")):
+def first_verb(text: str) -> str | None:
+    """The verb a step starts with ("Then restart the pod" → ``restart``), or None if it does not."""
+    words = re.findall(r"[A-Za-z][\w'-]*", _LINK.sub(r"\1", text).replace("`", " "))
+    while words and words[0].lower() in _LEAD_INS:
+        words = words[1:]
+    if not words:
+        return None
+    if (modal := _MODAL.match(" ".join(words))) is not None:
+        word = modal.group(1).lower()
+    elif len(words) > 1 and f"{words[0]}-{words[1]}".lower() in _VERBS:
+        word = f"{words[0]}-{words[1]}".lower()
+    else:
+        word = words[0].lower()
+    return word if word in _VERBS else None
+
+
+def role_of(text: str, section: SectionKind, *, item: bool = False, ordered: bool = False, quote: str = "") -> Role:
+    """The role of one sentence or list item found in a section of kind ``section``. In sections that
+    describe (meaning, impact, causes) only imperative sentences are steps."""
+    role = _role(text, section, item=item, ordered=ordered, quote=quote)
+    if section in ("description", "cases") and role == "decision":
+        return "description"
+    return role
+
+
+def _role(text: str, section: SectionKind, *, item: bool, ordered: bool, quote: str) -> Role:
+    bare = _LINK.sub(r"\1", text).strip().strip("*_").strip()
+    bare = _LEAD_IN.sub("", bare)
+    words = bare.split()
+    if quote in ("note", "tip", "important", "warning", "caution", "danger") or _NOTE.match(bare):
+        return "note"
+    if not words or _FIELD_LABEL.match(bare):
+        return "description"
+    if _is_reference(text, bare) or section == "reference" or (_SEE.match(bare) and not _DECISION.match(bare)):
+        return "reference"
+    if _DECISION.match(bare) or (bare.endswith("?") and len(words) >= 3):
+        return "decision"
+    if (verb := first_verb(bare)) is not None:
+        return "check" if verb in _CHECK_VERBS else "action"
+    if section == "procedure" and (purpose := _USED_TO.search(bare)) and purpose.group(1).lower() in _VERBS:
+        return "check"  # "`up == 0` can be used to check the trend"
+    if _is_caption(bare):
+        return "caption"
+    if section == "description":
+        return "description"
+    if section == "cases":
+        return "description"
+    if (item or ordered) and section == "procedure" and not _NARRATIVE.match(bare):
+        return "check"  # "app waits for the database" under "Other things to check:"
+    if ordered and section == "other" and not _NARRATIVE.match(bare):
+        return "check"
+    return "narrative"
+
+
+def _is_reference(text: str, bare: str) -> bool:
+    if _PAST_INCIDENT.search(text):
+        return True
+    links = _LINK.findall(text) + _URL.findall(text)
+    if not links:
+        return False
+    rest = _URL.sub("", _LINK.sub("", text)).strip(" .:;,-()*_`")
+    return len(rest.split()) <= 2 or bool(_SEE.match(bare))
+
+
+def _is_caption(bare: str) -> bool:
+    """Titles, figure captions and metric descriptions ("Container_memory_usage_bytes Current …")."""
+    if _IDENT.match(bare):
+        return True
+    words = [w for w in re.findall(r"[A-Za-z][\w'-]*", bare)]
+    if not words or len(words) > 10 or bare.endswith((".", ":", "?")):
+        return False
+    capitalised = sum(w[0].isupper() for w in words if len(w) > 3)
+    return capitalised >= max(1, 0.6 * sum(len(w) > 3 for w in words))
+
+
+def sentences(text: str) -> list[str]:
+    """A paragraph's sentences (a code span or link never splits)."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def read_section(text: str, heading_path: Sequence[str] = ()) -> list[Candidate]:
+    """Every candidate of a section's canonical Markdown, in order; code blocks are attached to the
+    candidate before them, never candidates themselves. Tables and headings give none."""
+    section = section_kind(heading_path)
+    found: list[Candidate] = []
+    for block in parse(text).blocks:
+        if block.kind == "code":
+            if found:
+                last = found[-1]
+                found[-1] = Candidate(last.text, last.role, last.level, last.ordered, (*last.code, block.text))
             continue
-        elif not stripped:
-            flush()
-        elif _BULLET.match(line):
-            flush()
-            paragraph.append(_BULLET.sub("", line).strip())
-        else:
-            paragraph.append(stripped)
-    flush()
-    return [s[:300] for s in steps]
+        found.extend(_candidates(block, section))
+    return found
+
+
+def _candidates(block: Block, section: SectionKind) -> list[Candidate]:
+    if block.kind in ("table", "heading"):
+        return []
+    if block.kind == "item":
+        text = _ACTION_LABEL.sub("", block.text)
+        labelled = text != block.text
+        role = role_of(text, "procedure" if labelled else section, item=True, ordered=block.ordered)
+        if labelled and role in ("narrative", "description", "caption"):
+            role = "action"  # "+ *Action*: …" says what it is
+        return [Candidate(text[:MAX_TEXT], role, block.level, block.ordered)]
+    found = []
+    for sentence in sentences(block.text):
+        if (main := _TO_DO.match(sentence)) is not None and first_verb(main.group(1)):
+            sentence = main.group(1)  # "To fix this, restart X" → "restart X"
+        role = role_of(sentence, section, quote=block.info if block.kind == "quote" else "")
+        found.append(Candidate(sentence[:MAX_TEXT], role, block.level))
+    return found
+
+
+def strip_lead_in(text: str) -> str:
+    """``text`` without a leading "Then,", "Next", "Finally:"…, capitalised."""
+    text = _LEAD_IN.sub("", text.strip())
+    return text[:1].upper() + text[1:]
+
+
+def is_escalation(text: str) -> bool:
+    """A sentence that hands the incident on (escalate, contact, page, open a ticket, disaster recovery)."""
+    return bool(_ESCALATION.search(text))
+
+
+def procedure_of(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The step candidates, for a report of whether a document holds a procedure at all."""
+    return [c for c in candidates if c.is_step]
+
+
+_ALERT_HEADING = re.compile(r"^(?:alert(?:\s*name)?\s*:\s*)?[\"'`]?([A-Za-z][A-Za-z0-9_:.-]*)[\"'`]?$", re.IGNORECASE)
+
+
+def alert_heading(heading_path: Sequence[str]) -> str | None:
+    """The alert a section documents, from a heading that names one (``KubeJobFailed``,
+    ``Alert Name: "KubeJobFailed"``), nearest first; None when no heading names an alert."""
+    for heading in reversed(heading_path):
+        match = _ALERT_HEADING.match(heading.strip())
+        if match and _is_alert_name(match.group(1)):
+            return match.group(1)
+    return None
+
+
+def _is_alert_name(name: str) -> bool:
+    """CamelCase with two humps or more (``KubeJobFailed``, ``etcdNoLeader``) or snake_case."""
+    humps = len(re.findall(r"[A-Z][a-z0-9]+|[A-Z]+(?=[A-Z][a-z]|\b)", name))
+    return humps >= 2 and not name.isupper() or ("_" in name and name.lower() == name and len(name) > 6)

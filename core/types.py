@@ -168,6 +168,9 @@ class Action(_Frozen):
     tool: str
     args: dict[str, Any] = Field(default_factory=dict)
     mode: Literal["read", "write"]
+    missing: tuple[str, ...] = Field(
+        (), description="Placeholders no known value filled (canonical names, e.g. 'namespace'): it must not run."
+    )
 
 
 class Step(_Frozen):
@@ -180,6 +183,7 @@ class Step(_Frozen):
     branches: Branches | None = None
     citations: tuple[Citation, ...] = ()
     action: Action | None = None
+    notes: tuple[str, ...] = Field((), description="The runbook's notes and warnings on this step, shown with it.")
 
 
 class Workflow(_Frozen):
@@ -187,6 +191,7 @@ class Workflow(_Frozen):
 
     title: str
     steps: tuple[Step, ...]
+    see_also: tuple[str, ...] = Field((), description="Links and past incidents the runbook cites, as Markdown.")
 
 
 class Answer(_Frozen):

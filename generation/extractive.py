@@ -1,23 +1,40 @@
 """The extractive planner: a workflow built from the leading runbook without any LLM.
 
 Baseline, fallback, and default where no capable model is configured. It reads the leading
-document's diagnosis and mitigation sections in order, turns each bullet or sentence into a step
-(conditions such as "If …" or "Check whether …" become decisions), ends with a terminal step, and
-cites the chunk every step came from.
+runbook's procedure (for a file documenting many alerts, the section of the alert in question)
+with ``core.runbooks``: checks and actions become process steps, conditions and questions become
+yes/no decisions whose *yes* leads to what they guard and whose *no* skips it, notes are attached
+to their step, links and past incidents become "see also", and the workflow ends in the runbook's
+escalation sentence or a resolved/escalate terminal. Every step cites the chunk it came from.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 
-from core.runbooks import section_role, steps_of
+from core.runbooks import Candidate, alert_heading, first_verb, is_escalation, read_section, strip_lead_in
 from core.types import Branches, Chunk, Citation, Retrieval, Step, Workflow
 
-MAX_STEPS = 8
+MAX_STEPS = 7
+MAX_SEE_ALSO = 4
+RESOLVED = "Resolved: the alert has cleared"
+ESCALATE = "Escalate to the owning team if the problem persists"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _CODE = re.compile(r"`([^`]*)`")
-_CONDITION = re.compile(r"^(if|when|in case|check (?:whether|if))\b", re.IGNORECASE)
-_NOT_A_STEP = re.compile(r"^(see|for more|more information|note:|refer to|this alert|the alert)\b", re.IGNORECASE)
+_CONDITION = re.compile(
+    r"^(?:if|when|whenever|in case|once|should"
+    r"|(?:check|verify|determine|confirm|see|find out|figure out|establish|ask)\s+(?:whether|if))\s+",
+    re.IGNORECASE,
+)
+_AUX = ("is", "are", "was", "were", "has", "have", "had", "can", "could", "will", "would", "should", "does",
+        "do", "did", "must", "may")  # fmt: skip
+_PRONOUN_AUX = ("are", "were", "can", "could", "will", "would", "should", "must", "may", "might")
+_HEALTHY = re.compile(r"\b(?:normal(?:ly)?|healthy|fine|ok|okay|running|ready|up|available|succeed\w*|correct)\b", re.I)
+_NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|doesn't|don't|fails?|failing)\b", re.I)
+_CLAUSE = re.compile(r",\s+(?:then\s+)?|\s+then\s+")
+_IF = re.compile(r"^(?:if|when|whenever|in case|once|should)\b", re.IGNORECASE)
+_COLLECTING = ("such as", "like", "e.g.", "following", "for example")
 
 
 def clean(text: str) -> str:
@@ -27,55 +44,198 @@ def clean(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _is_prose(text: str) -> bool:
-    """Sentences, not command lines: mostly plain words."""
-    words = text.split()
-    return sum(w.strip(".,;:()'\"").isalpha() for w in words) >= 0.6 * len(words)
+def as_question(condition: str) -> str:
+    """A condition as a yes/no question: "the API is reachable" → "Is the API reachable?"."""
+    words = condition.rstrip(" .?!:;").split()
+    if not words:
+        return condition
+    if words[0].lower() in _AUX:
+        return _sentence(words) + "?"
+    if words[0].lower() in ("you", "we", "they") and len(words) > 1 and words[1].lower() not in _PRONOUN_AUX:
+        return _sentence(["do", *words]) + "?"  # "you have SSH access" → "Do you have SSH access?"
+    for i, word in enumerate(words[1:14], 1):
+        if word.lower() in _AUX:
+            return _sentence([word, *words[:i], *words[i + 1 :]]) + "?"
+    return "Is it so that " + " ".join(words) + "?"
 
 
-def _candidates(chunks: list[Chunk]) -> list[tuple[str, Chunk]]:
-    """(step text, source chunk) for every actionable sentence of the diagnosis and mitigation sections."""
-    found: list[tuple[str, Chunk]] = []
+def _sentence(words: list[str]) -> str:
+    first, rest = words[0], words[1:]
+    if rest and rest[0][:1].isupper() and rest[0].lower() == rest[0].capitalize().lower() and not rest[0].isupper():
+        rest = [rest[0][:1].lower() + rest[0][1:], *rest[1:]]  # "Is the" not "Is The"
+    return " ".join([first.capitalize(), *rest])
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A step before it has ids: its kind, text, source, nesting, and how many steps after it it guards."""
+
+    kind: str  # process | decision
+    text: str
+    chunk: Chunk
+    level: int
+    guards: int = 0
+    healthy: bool = False  # a decision asking about a healthy state: its remedy is on "no"
+    notes: tuple[str, ...] = ()
+    collects: bool = False  # "Check parameters such as:": its nested noun phrases join its text
+    locates: bool = False  # "Check whether X": a check that locates the fault rather than a question
+
+
+def _scope(retrieval: Retrieval) -> list[Chunk]:
+    """The leading runbook's chunks in order; for a file of many alerts, the lead alert's section."""
+    lead = retrieval.passages[0].chunk
+    chunks = sorted(
+        {p.chunk.chunk_id: p.chunk for p in retrieval.passages if p.chunk.doc_id == lead.doc_id}.values(),
+        key=lambda c: c.ordinal,
+    )
+    named = next((h.node for h in retrieval.nodes if h.via == "named" and lead.doc_id in h.node.doc_ids), None)
+    alert = alert_heading(lead.heading_path)
+    if named is not None and alert is None:
+        in_node = [c for c in chunks if c.chunk_id in named.chunk_ids]
+        alert = next((a for c in in_node if (a := alert_heading(c.heading_path))), None)
+    if alert is None:
+        return chunks
+    return [c for c in chunks if alert in c.heading_path]
+
+
+def _drafts(chunks: list[Chunk]) -> tuple[list[_Draft], list[str], str | None]:
+    """Steps (with notes), see-also references and the escalation sentence of ``chunks``."""
+    drafts: list[_Draft] = []
+    see_also: list[str] = []
+    escalation: str | None = None
+    seen: set[str] = set()
     for chunk in chunks:
-        if section_role(chunk.heading_path) != "mitigation":
-            continue
-        for sentence in steps_of(chunk.text):
-            text = clean(sentence)
-            if len(text.split()) >= 3 and _is_prose(text) and not _NOT_A_STEP.match(text):
-                found.append((text, chunk))
-    return found
+        for cand in read_section(chunk.text, chunk.heading_path):
+            key = clean(cand.text).lower()
+            if key in seen:  # overlapping chunk windows repeat lines
+                continue
+            seen.add(key)
+            if cand.role == "note" and drafts:
+                drafts[-1] = replace(drafts[-1], notes=(*drafts[-1].notes, clean(cand.text)))
+            elif cand.role == "reference":
+                see_also.append(" ".join(cand.text.split()))
+            elif cand.is_step and is_escalation(cand.text):
+                escalation = escalation or clean(cand.text)
+            elif cand.is_step:
+                _add(drafts, cand, chunk)
+    return drafts, see_also, escalation
 
 
-def _select(candidates: list[tuple[str, Chunk]], limit: int) -> list[tuple[str, Chunk]]:
-    """At most ``limit`` steps, spread over the runbook so diagnosis and mitigation both appear."""
-    if len(candidates) <= limit:
-        return candidates
-    last = len(candidates) - 1
-    picks = sorted({round(i * last / (limit - 1)) for i in range(limit)})
-    return [candidates[i] for i in picks]
+def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
+    """Append ``cand`` as steps: "If X, do Y" becomes a decision "X?" guarding a step "Y"."""
+    text = clean(cand.text)
+    parent = next((d for d in reversed(drafts) if d.level < cand.level), None)
+    if parent is not None and parent.collects and first_verb(cand.text) is None:
+        index = drafts.index(parent)  # a list of things to look at, merged into the step that asks for it
+        joined = f"{parent.text}{':' if parent.text.endswith(_COLLECTING) else ','} {_short(text)}"
+        drafts[index] = replace(parent, text=joined)
+        return
+    if cand.role != "decision":
+        drafts.append(_Draft("process", text, chunk, cand.level, collects=text.endswith(_COLLECTING)))
+        return
+    if text.endswith("?"):
+        drafts.append(_Draft("decision", text, chunk, cand.level))
+        return
+    text = strip_lead_in(text)
+    condition = _CONDITION.sub("", text)
+    if _IF.match(text):  # "If X, do Y": the decision guards Y; "If X, Y is likely" notes Y
+        clause = _CLAUSE.split(condition, maxsplit=1)
+        question = as_question(clause[0])
+        if len(clause) == 2 and first_verb(clause[1]):
+            drafts.append(_Draft("decision", question, chunk, cand.level, guards=1))
+            drafts.append(_Draft("process", clean(clause[1]), chunk, cand.level + 1))
+        else:
+            notes = (clean(clause[1]),) if len(clause) == 2 else ()
+            drafts.append(_Draft("decision", question, chunk, cand.level, notes=notes))
+        return
+    healthy = bool(_HEALTHY.search(condition)) and not _NEGATED.search(condition)
+    drafts.append(_Draft("decision", as_question(condition), chunk, cand.level, healthy=healthy, locates=True))
+
+
+def _short(text: str) -> str:
+    return " ".join(re.split(r"\s+-\s+|,|\(|;|\bmay\b|\bmaybe\b", text, maxsplit=1)[0].split()[:5]).lower()
+
+
+def _select(drafts: list[_Draft], limit: int) -> list[_Draft]:
+    """At most ``limit`` steps: top-level ones first, spread over the runbook, a decision kept with
+    the step it guards."""
+    if len(drafts) <= limit:
+        return drafts
+    top = [d for d in drafts if d.level == 0] or drafts
+    if len(top) > limit:
+        last = len(top) - 1
+        top = [top[i] for i in sorted({round(i * last / (limit - 1)) for i in range(limit)})]
+    else:  # room left: nested steps, in order
+        top += [d for d in drafts if d.level > 0][: limit - len(top)]
+    keep = {id(d) for d in top}
+    for i, draft in enumerate(drafts):  # what a kept decision guards comes along
+        if id(draft) in keep and draft.guards and i + 1 < len(drafts):
+            keep.add(id(drafts[i + 1]))
+    return [d for d in drafts if id(d) in keep][: limit + 2]
+
+
+def _guarded(drafts: list[_Draft], i: int) -> int:
+    """How many steps after decision ``i`` it guards: what it says to do, else its nested steps,
+    else — for "check whether …" — the remedy right after it."""
+    draft = drafts[i]
+    if draft.guards:
+        return draft.guards
+    nested = 0
+    for other in drafts[i + 1 :]:
+        if other.level <= draft.level:
+            break
+        nested += 1
+    return nested
 
 
 def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Workflow | None:
-    """A workflow from the leading document of ``retrieval``, or None when it holds no steps."""
+    """A workflow from the leading runbook of ``retrieval``, or None when it holds no procedure."""
     if not retrieval.passages:
         return None
-    lead = retrieval.passages[0].chunk
-    chunks = sorted((p.chunk for p in retrieval.passages if p.chunk.doc_id == lead.doc_id), key=lambda c: c.ordinal)
-    chosen = _select(_candidates(chunks), max_steps)
-    if not chosen:
+    scope = _scope(retrieval)
+    drafts, see_also, escalation = _drafts(scope)
+    drafts = _select(drafts, max_steps)
+    if not drafts:
         return None
+    lead = scope[0] if scope else retrieval.passages[0].chunk
     node_id = next((h.node.node_id for h in retrieval.nodes if lead.doc_id in h.node.doc_ids), None)
+    steps = _link(drafts, escalation or ESCALATE, lead, node_id)
+    title = alert_heading(lead.heading_path) or lead.title
+    return Workflow(title=title, steps=tuple(steps), see_also=tuple(dict.fromkeys(see_also))[:MAX_SEE_ALSO])
+
+
+def _link(drafts: list[_Draft], final: str, lead: Chunk, node_id: str | None) -> list[Step]:
+    """Ids and edges: process steps go on, decisions branch around what they guard, one terminal
+    ends the workflow (a second, "resolved", where a decision's other branch has nowhere to go)."""
+    n = len(drafts)
+    end, resolved = f"s{n + 1}", f"s{n + 2}"
+    needs_resolved = False
     steps: list[Step] = []
-    for n, (text, chunk) in enumerate(chosen):
-        this, following = f"s{n + 1}", f"s{n + 2}"
-        citation = Citation(doc_id=chunk.doc_id, chunk_id=chunk.chunk_id, node_id=node_id)
-        if n == len(chosen) - 1:
-            steps.append(Step(id=this, type="terminal", text=text, citations=(citation,)))
-        elif _CONDITION.match(text):
-            # Yes: do what the sentence says (the next step builds on it); no: skip past it.
-            skip = f"s{min(n + 3, len(chosen))}"
-            branches = Branches(yes=following, no=skip)
-            steps.append(Step(id=this, type="decision", text=text, branches=branches, citations=(citation,)))
+    for i, draft in enumerate(drafts):
+        cite = (Citation(doc_id=draft.chunk.doc_id, chunk_id=draft.chunk.chunk_id, node_id=node_id),)
+        this, following = f"s{i + 1}", f"s{i + 2}"
+        if draft.kind == "process":
+            steps.append(Step(id=this, type="process", text=draft.text, next=following, citations=cite, notes=draft.notes))
+            continue
+        guarded = _guarded(drafts, i)
+        if guarded:
+            remedy, skip = following, f"s{i + 2 + guarded}"
+        elif draft.locates:  # "check whether X is degraded" with no remedy given: found → hand it on
+            remedy, skip = end, following if i + 1 < n else resolved
+            needs_resolved = needs_resolved or i + 1 == n
+        elif i + 1 < n:
+            remedy, skip = following, f"s{i + 3}" if i + 2 < n else end
         else:
-            steps.append(Step(id=this, type="process", text=text, next=following, citations=(citation,)))
-    return Workflow(title=lead.title, steps=tuple(steps))
+            remedy, skip = end, resolved
+            needs_resolved = True
+        yes, no = (skip, remedy) if draft.healthy else (remedy, skip)
+        if yes == no:
+            no = resolved
+            needs_resolved = True
+        branches = Branches(yes=yes, no=no)
+        steps.append(Step(id=this, type="decision", text=draft.text, branches=branches, citations=cite, notes=draft.notes))
+    final_cite = (Citation(doc_id=lead.doc_id, chunk_id=(steps[-1].citations[0].chunk_id), node_id=node_id),)
+    steps.append(Step(id=end, type="terminal", text=final, citations=final_cite))
+    if needs_resolved:
+        steps.append(Step(id=resolved, type="terminal", text=RESOLVED, citations=final_cite))
+    return steps

@@ -47,6 +47,7 @@ _SLACK_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # Keywords that end or reconfigure a flowchart when used as a node id ("end" is the classic).
 _MERMAID_WORDS = {"end", "graph", "flowchart", "subgraph", "direction", "style", "class", "classdef", "linkstyle"}
 _MERMAID_WORDS |= {"click", "call", "href", "default"}
+_MD_LINK = re.compile(r"\[([^\]]*)\]\(([^)\s]*)\)")
 _SAFE_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _MERMAID_LABEL = 120
 _DOT_WRAP, _DOT_LABEL = 40, 240
@@ -92,6 +93,7 @@ def _step_line(step: Step) -> str:
         line += f" — yes → {step.branches.yes}, no → {step.branches.no}"
     elif step.next:
         line += f" → {step.next}"
+    line += "".join(f"  \n  ⚠ _{note}_" for note in step.notes)
     return line + (f"  \n  _source: {cites}_" if cites else "")
 
 
@@ -104,7 +106,9 @@ def render_markdown(answer: Answer) -> str:
             "Escalate to the owning team or the incident commander."
         )
     steps = "\n".join(f"{n}. {_step_line(s)}" for n, s in enumerate(answer.workflow.steps, 1))
-    return f"### {answer.workflow.title}\n\n{steps}\n\n_{answer.planner} planner, {answer.latency_ms:.0f} ms_"
+    see_also = "".join(f"\n- {ref}" for ref in answer.workflow.see_also)
+    see_also = f"\n\n**See also**{see_also}" if see_also else ""
+    return f"### {answer.workflow.title}\n\n{steps}{see_also}\n\n_{answer.planner} planner, {answer.latency_ms:.0f} ms_"
 
 
 def _node_ids(workflow: Workflow) -> dict[str, str]:
@@ -199,7 +203,9 @@ def _step_text(step: Step, doc_url: DocUrl | None) -> str:
         tail = f" → {_mrkdwn(step.next, 100)}" if step.next else ""
     docs = dict.fromkeys(c.doc_id for c in step.citations)
     sources = f"\n_sources: {_fit((_doc_link(d, doc_url) for d in docs), 1000)}_" if docs else ""
-    return head + _mrkdwn(step.text, MAX_SECTION - len(head + tail + sources)) + tail + sources
+    notes = "".join(f"\n:warning: _{_mrkdwn(note, 400)}_" for note in step.notes[:3])
+    room = MAX_SECTION - len(head + tail + sources + notes)
+    return head + _mrkdwn(step.text, room) + tail + notes + sources
 
 
 def _abstention_blocks(answer: Answer, doc_url: DocUrl | None, answer_id: str) -> list[dict[str, Any]]:
@@ -233,9 +239,18 @@ def render_slack_blocks(answer: Answer, *, doc_url: DocUrl | None = None, answer
     if rest := steps[len(shown) :]:
         lines = (f"{_MARK[s.type]} *{_mrkdwn(s.id, 100)}* {_mrkdwn(_one_line(s.text), 300)}" for s in rest)
         sections.append(_section(_fit(lines, MAX_SECTION, "\n", "…and {n} more steps")))
+    if answer.workflow.see_also and len(sections) < room:
+        refs = _fit((f"• {_mrkdwn(_link_of(ref), 400)}" for ref in answer.workflow.see_also), 2900, "\n", "…and {n} more")
+        sections.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"*See also:*\n{refs}"}]})
     buttons = [_button("👍", FEEDBACK_UP, answer_id), _button("👎", FEEDBACK_DOWN, answer_id)]
     buttons += [_button("Edit", EDIT_WORKFLOW, answer_id), _button("Run checks", RUN_CHECKS, answer_id)]
     return [_header(answer.workflow.title), _context(answer), *sections, {"type": "actions", "elements": buttons}]
+
+
+def _link_of(reference: str) -> str:
+    """A see-also entry (Markdown) as plain text with its first URL, for mrkdwn."""
+    match = _MD_LINK.search(reference)
+    return _MD_LINK.sub(r"\1", reference) + (f" ({match.group(2)})" if match else "")
 
 
 def fallback_text(answer: Answer) -> str:

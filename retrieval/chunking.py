@@ -1,7 +1,9 @@
-"""Section-aware chunking: one chunk per section, long sections cut into overlapping windows of lines."""
+"""Section-aware chunking: one chunk per section, long sections cut into overlapping windows of
+top-level blocks (``core.document.split_blocks``), so every chunk parses into the blocks it holds."""
 
 from __future__ import annotations
 
+from core.document import split_blocks
 from core.types import Chunk, SourceDocument
 
 
@@ -25,7 +27,7 @@ def chunk_document(doc: SourceDocument, *, window_words: int = 160, overlap_word
 
 
 def _windows(text: str, size: int, overlap: int) -> list[str]:
-    lines = [piece for line in text.strip().splitlines() for piece in _split_long_line(line, size)]
+    lines = [piece for block in split_blocks(text.strip()) for piece in _split_long_block(block, size)]
     if not any(line.strip() for line in lines):
         return []
     windows: list[str] = []
@@ -34,7 +36,7 @@ def _windows(text: str, size: int, overlap: int) -> list[str]:
     for line in lines:
         n = len(line.split())
         if words + n > size and fresh:
-            windows.append("\n".join(current).strip())
+            windows.append("\n\n".join(current).strip())
             current, words = _tail(current, overlap)
             fresh = 0
         if words + n > size:  # the carried overlap does not fit with this line: drop it
@@ -43,7 +45,7 @@ def _windows(text: str, size: int, overlap: int) -> list[str]:
         words += n
         fresh += 1
     if fresh and any(line.strip() for line in current):
-        windows.append("\n".join(current).strip())
+        windows.append("\n\n".join(current).strip())
     return windows
 
 
@@ -60,8 +62,12 @@ def _tail(lines: list[str], overlap: int) -> tuple[list[str], int]:
     return kept, words
 
 
-def _split_long_line(line: str, size: int) -> list[str]:
-    words = line.split()
-    if len(words) <= size:
-        return [line]
-    return [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
+def _split_long_block(block: str, size: int) -> list[str]:
+    """A block over ``size`` words (a long list item with its nested items, a long code block) cut at lines."""
+    if len(block.split()) <= size:
+        return [block]
+    pieces: list[str] = []
+    for line in block.split("\n"):
+        words = line.split()
+        pieces.extend([line] if len(words) <= size else (" ".join(words[i : i + size]) for i in range(0, len(words), size)))
+    return pieces

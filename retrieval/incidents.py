@@ -1,9 +1,10 @@
 """Incident-aware nodes without an LLM: the structural extractor, and merge / refine / relate.
 
-The structural extractor reads runbooks written as Meaning / Impact / Diagnosis / Mitigation
-sections (the common alert-runbook shape): the document's title names the incident, each
-section's chunk fills one of FlowXpert's five fields. Merging and refining are pure functions,
-used for the LLM extractor's candidates too.
+The structural extractor reads any runbook in which ``core.runbooks`` finds a procedure: the
+document's title names the incident — or, in a file documenting many alerts, each alert's heading
+names one incident of its own — and each chunk's candidates fill FlowXpert's five fields (steps →
+Mitigation Steps, description → Failure Description, cases → Typical Cases, notes → Additional
+Note). Merging and refining are pure functions, used for the LLM extractor's candidates too.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
-from core.runbooks import section_role, steps_of
+from core.runbooks import alert_heading, read_section, section_kind
 from core.types import Chunk, IncidentNode, Relation, SourceDocument, normalise_name
 
 _MENTION = re.compile(r"\b[A-Za-z][a-z0-9]*(?:[A-Z][A-Za-z0-9]*)+\b")
@@ -40,10 +42,16 @@ def aliases_of(doc: SourceDocument) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def is_structured(doc: SourceDocument) -> bool:
-    """A runbook whose sections say what the incident is and what to do about it."""
-    roles = {section_role(s.heading_path) for s in doc.sections if s.heading_path}
-    return "mitigation" in roles and ("description" in roles or "note" in roles)
+@lru_cache(maxsize=256)
+def has_procedure(doc: SourceDocument) -> bool:
+    """A document in which at least one step was found, in any section."""
+    return any(c.is_step for s in doc.sections for c in read_section(s.text, s.heading_path))
+
+
+@lru_cache(maxsize=256)
+def documents_many_alerts(doc: SourceDocument) -> bool:
+    """A file whose headings name two alerts or more (kubernetes-mixin style, many teams' runbook.md)."""
+    return len({a for s in doc.sections if (a := alert_heading(s.heading_path))}) >= 2
 
 
 def components_of(doc_id: str, name: str) -> tuple[str, ...]:
@@ -58,19 +66,18 @@ def components_of(doc_id: str, name: str) -> tuple[str, ...]:
 
 
 class StructuralExtractor:
-    """Fills the five fields from a structured runbook's sections; emits nothing for prose."""
+    """Fills the five fields from the runbook's candidates; emits nothing for documents without a procedure."""
 
     async def extract(self, doc: SourceDocument, chunk: Chunk) -> list[IncidentNode]:
-        if not is_structured(doc):
+        if not has_procedure(doc):
             return []
-        aliases = aliases_of(doc)
+        alert = alert_heading(chunk.heading_path)
+        if alert is None and documents_many_alerts(doc):
+            return []  # the file's preamble or links: no one alert's
+        aliases = (alert,) if alert else aliases_of(doc)
         name = aliases[0] if aliases else doc.title
-        field = section_role(chunk.heading_path)
-        values: dict[str, object] = {}
-        if field in ("mitigation", "typical_cases"):
-            values[field] = tuple(steps_of(chunk.text))
-        else:
-            values[field] = " ".join(steps_of(chunk.text, min_words=1))[:MAX_TEXT]
+        found = read_section(chunk.text, chunk.heading_path)
+        cases = section_kind(chunk.heading_path) == "cases"
         return [
             IncidentNode(
                 name=name,
@@ -79,7 +86,10 @@ class StructuralExtractor:
                 domain=doc.doc_id.split("/", 1)[0] if "/" in doc.doc_id else "",
                 chunk_ids=(chunk.chunk_id,),
                 doc_ids=(doc.doc_id,),
-                **values,  # type: ignore[arg-type]
+                mitigation=tuple(c.text for c in found if c.is_step),
+                description=" ".join(c.text for c in found if c.role == "description" and not cases)[:MAX_TEXT],
+                typical_cases=tuple(c.text for c in found if c.role == "description" and cases),
+                note=" ".join(c.text for c in found if c.role == "note")[:MAX_TEXT],
             )
         ]
 

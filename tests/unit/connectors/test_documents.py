@@ -60,6 +60,20 @@ def test_html_headings_paragraphs_lists_and_code(tmp_path: Path) -> None:
     assert doc.sections[1].heading_path == ("Diagnosis",)
     assert "- Check the endpoint" in doc.sections[1].text
     assert "```\nopenssl s_client\n```" in doc.sections[1].text
+
+
+def test_html_nested_lists_tables_and_notes_reach_the_same_model(tmp_path: Path) -> None:
+    html = b"""<h1>DiskFull</h1><h2>Runbook</h2><ol><li>Open the dashboard<ol><li>Is usage above 90%?</li></ol></li>
+    <li>Rotate the logs</li></ol><blockquote><p>Note: keep a day of logs.</p></blockquote>
+    <table><tr><th>metric</th><th>meaning</th></tr><tr><td>used</td><td>bytes used</td></tr></table>"""
+    doc = parse(tmp_path, "disk.html", html)
+    from core.document import parse as parse_blocks
+
+    blocks = parse_blocks(doc.sections[0].text).blocks
+    assert [(b.kind, b.level, b.ordered) for b in blocks] == [
+        ("item", 0, True), ("item", 1, True), ("item", 0, True), ("quote", 0, False), ("table", 0, False)
+    ]  # fmt: skip
+    assert blocks[3].info == "note" and blocks[4].text == "metric | meaning\nused | bytes used"
     assert "x()" not in str(doc.sections)
 
 

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
-from core.types import Chunk, Passage, Retrieval
-from generation.extractive import clean, plan_extractive
+import pytest
+
+from core.types import Chunk, IncidentNode, NodeHit, Passage, Retrieval
+from generation.extractive import ESCALATE, RESOLVED, as_question, clean, plan_extractive
+from generation.lint import lint
 from generation.validation import validate
 
 
-def chunk(ordinal: int, heading: str, text: str, doc: str = "k8s/KubeletDown.md") -> Chunk:
+def chunk(ordinal: int, heading: str | tuple[str, ...], text: str, doc: str = "k8s/KubeletDown.md") -> Chunk:
     return Chunk(
         chunk_id=f"{doc}#{ordinal}",
         doc_id=doc,
         ordinal=ordinal,
         title="KubeletDown",
-        heading_path=(heading,),
+        heading_path=(heading,) if isinstance(heading, str) else heading,
         text=text,
     )
 
@@ -21,31 +24,78 @@ RUNBOOK = [
     chunk(
         1,
         "Diagnosis",
-        "- Check node status with `kubectl get nodes`.\n- See [the docs](https://x) for more.\n"
-        "```shell\n$ kubectl get events\n```\n- If you have SSH access, read the kubelet logs.\n",
+        "- Check node status with `kubectl get nodes`.\n\n- See [the docs](https://x) for more.\n\n"
+        "```shell\n$ kubectl get events\n```\n\n- If you have SSH access, read the kubelet logs.\n\n"
+        "> Note: the logs rotate hourly.\n\nKubelet Status Panel\n\n",
     ),
     chunk(2, "Mitigation", "Fix the node configuration and restart the kubelet."),
 ]
 
 
-def retrieval(chunks: list[Chunk]) -> Retrieval:
+def retrieval(chunks: list[Chunk], nodes: tuple[NodeHit, ...] = ()) -> Retrieval:
     passages = tuple(Passage(chunk=c, score=1.0 / (i + 1)) for i, c in enumerate(chunks))
-    return Retrieval(query="q", passages=passages)
+    return Retrieval(query="q", passages=passages, nodes=nodes)
 
 
-def test_steps_follow_the_runbook_with_a_decision_and_a_terminal() -> None:
+def test_conditions_become_decisions_that_guard_what_they_say_to_do() -> None:
     flow = plan_extractive(retrieval([RUNBOOK[2], RUNBOOK[0], RUNBOOK[1]]))
     assert flow is not None
-    assert [(s.type, s.text) for s in flow.steps] == [
-        ("process", "Check node status with kubectl get nodes."),
-        ("decision", "If you have SSH access, read the kubelet logs."),
-        ("terminal", "Fix the node configuration and restart the kubelet."),
+    assert [(s.id, s.type, s.text) for s in flow.steps] == [
+        ("s1", "process", "Check node status with kubectl get nodes."),
+        ("s2", "decision", "Do you have SSH access?"),
+        ("s3", "process", "Read the kubelet logs."),
+        ("s4", "process", "Fix the node configuration and restart the kubelet."),
+        ("s5", "terminal", ESCALATE),
     ]
-    assert flow.steps[1].branches is not None and flow.steps[1].branches.yes == "s3"
-    assert [c.chunk_id for s in flow.steps for c in s.citations] == ["k8s/KubeletDown.md#1"] * 2 + [
-        "k8s/KubeletDown.md#2"
-    ]
+    decision = flow.steps[1]
+    assert decision.branches is not None and (decision.branches.yes, decision.branches.no) == ("s3", "s4")
+    assert flow.steps[2].notes == ("The logs rotate hourly.",)  # the note qualifies the step before it
+    assert flow.see_also == ("See [the docs](https://x) for more.",)  # links are "see also", never steps
     validate(flow, {c.chunk_id for c in RUNBOOK})
+    assert lint(flow) == []
+
+
+def test_check_whether_a_healthy_state_puts_the_remedy_on_no() -> None:
+    text = "1. Check if the application is performing normally.\n\n    1. Restart the application pods."
+    flow = plan_extractive(retrieval([chunk(0, "Troubleshooting", text)]))
+    assert flow is not None
+    assert flow.steps[0].text == "Is the application performing normally?"
+    assert flow.steps[0].branches is not None
+    assert (flow.steps[0].branches.yes, flow.steps[0].branches.no) == ("s3", "s2")
+    assert lint(flow) == []
+
+
+def test_a_check_that_locates_the_fault_hands_it_on_and_a_last_question_can_resolve() -> None:
+    text = "- Check whether etcd is degraded.\n\n- Inspect the API server logs.\n\n- Do you still see errors?"
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
+    assert flow is not None
+    by_id = {s.id: s for s in flow.steps}
+    assert by_id["s1"].branches is not None and (by_id["s1"].branches.yes, by_id["s1"].branches.no) == ("s4", "s2")
+    assert by_id["s3"].branches is not None and (by_id["s3"].branches.yes, by_id["s3"].branches.no) == ("s4", "s5")
+    assert by_id["s5"].text == RESOLVED
+    validate(flow, {"k8s/KubeletDown.md#0"})
+    assert lint(flow) == []
+
+
+def test_the_runbooks_escalation_sentence_is_the_terminal() -> None:
+    text = "1. Check the replication slots.\n\n1. Drop the stale slot.\n\n1. If that fails, escalate to the DBA on call."
+    flow = plan_extractive(retrieval([chunk(0, "Procedure", text)]))
+    assert flow is not None and flow.steps[-1].type == "terminal"
+    assert flow.steps[-1].text == "If that fails, escalate to the DBA on call."
+
+
+def test_a_file_of_many_alerts_answers_with_the_section_of_the_alert_in_question() -> None:
+    doc = "kubernetes/runbook.md"
+    chunks = [
+        chunk(0, ("Group: apps", "KubeJobFailed"), "- *Action*: Check the job with `kubectl describe job`.", doc),
+        chunk(1, ("Group: apps", "KubeletDown"), "1. Check the kubelet service.\n\n1. Restart the kubelet.", doc),
+    ]
+    node = IncidentNode(name="KubeletDown", chunk_ids=(f"{doc}#1",), doc_ids=(doc,))
+    flow = plan_extractive(retrieval([chunks[1], chunks[0]], (NodeHit(node=node, score=1.0, via="named"),)))
+    assert flow is not None and flow.title == "KubeletDown"
+    assert [s.text for s in flow.steps[:2]] == ["Check the kubelet service.", "Restart the kubelet."]
+    flow = plan_extractive(retrieval([chunks[0], chunks[1]]))
+    assert flow is not None and flow.steps[0].text == "Check the job with kubectl describe job."
 
 
 def test_only_the_leading_document_is_used() -> None:
@@ -55,15 +105,29 @@ def test_only_the_leading_document_is_used() -> None:
 
 
 def test_long_runbooks_are_sampled_across_their_length() -> None:
-    text = "\n".join(f"- Check component number {i} carefully" for i in range(30))
+    text = "\n\n".join(f"- Check component number {i} carefully" for i in range(30))
     flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]), max_steps=5)
-    assert flow is not None and len(flow.steps) == 5
-    assert flow.steps[0].text.endswith("number 0 carefully") and flow.steps[-1].text.endswith("number 29 carefully")
+    assert flow is not None and len(flow.steps) == 6
+    assert flow.steps[0].text.endswith("number 0 carefully") and flow.steps[-2].text.endswith("number 29 carefully")
 
 
 def test_a_runbook_without_steps_gives_no_workflow() -> None:
     assert plan_extractive(retrieval([RUNBOOK[0]])) is None
     assert plan_extractive(Retrieval(query="q", passages=())) is None
+
+
+@pytest.mark.parametrize(
+    ("condition", "question"),
+    [
+        ("the API is reachable", "Is the API reachable?"),
+        ("sessions are stuck idle in transaction", "Are sessions stuck idle in transaction?"),
+        ("you have SSH access", "Do you have SSH access?"),
+        ("a dependency of the API server, such as etcd, is degraded", "Is a dependency of the API server, such as etcd, degraded?"),
+        ("Do you see errors?", "Do you see errors?"),
+    ],
+)  # fmt: skip
+def test_conditions_read_as_yes_no_questions(condition: str, question: str) -> None:
+    assert as_question(condition) == question
 
 
 def test_clean_makes_steps_readable() -> None:

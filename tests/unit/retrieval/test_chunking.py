@@ -19,18 +19,19 @@ def test_one_chunk_per_section_with_its_heading_path() -> None:
     assert chunks[0].context == "X > Diagnosis"
 
 
-def test_long_sections_become_overlapping_windows_of_whole_lines() -> None:
-    lines = [f"line {i}" + " word" * 8 for i in range(30)]  # 10 words a line
+def test_long_sections_become_overlapping_windows_of_whole_blocks() -> None:
+    items = [f"- item {i}" + " word" * 7 + "\n\n    - nested under it" for i in range(30)]  # 13 words a block
     chunks = chunk_document(
-        doc(Section(heading_path=("Mitigation",), text="\n".join(lines))), window_words=50, overlap_words=20
+        doc(Section(heading_path=("Mitigation",), text="\n\n".join(items))), window_words=60, overlap_words=20
     )
     assert len(chunks) > 1
-    assert all(len(c.text.split()) <= 50 for c in chunks)
+    assert all(len(c.text.split()) <= 60 for c in chunks)
     assert all(c.heading_path == ("Mitigation",) for c in chunks)
-    first, second = chunks[0].text.splitlines(), chunks[1].text.splitlines()
-    assert first[-2:] == second[:2]  # 20 words of overlap = two lines
-    covered = {line for c in chunks for line in c.text.splitlines()}
-    assert covered == {line.strip() for line in lines}
+    first, second = chunks[0].text.split("\n\n- "), chunks[1].text.split("\n\n- ")
+    assert first[-1] == second[0].removeprefix("- ")  # 20 words of overlap = one whole item with its nested one
+    assert all(c.text.startswith("- item") for c in chunks)  # every window starts at a top-level block
+    covered = {block for c in chunks for block in c.text.split("\n\n")}
+    assert covered == {block for item in items for block in item.split("\n\n")}
 
 
 def test_a_line_longer_than_the_window_is_cut() -> None:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.runbooks import section_role, steps_of
 from core.types import Chunk, IncidentNode, Section, SourceDocument
 from retrieval.chunking import chunk_document
 from retrieval.incidents import (
@@ -26,35 +25,12 @@ RUNBOOK = SourceDocument(
         Section(heading_path=("Impact",), text="The cluster may lose quorum. See KubeAPIDown."),
         Section(
             heading_path=("Diagnosis",),
-            text="- Check the etcd pods are running.\n```shell\n$ oc get pods -n openshift-etcd\n```\n"
+            text="- Check the etcd pods are running.\n\n```shell\n$ oc get pods -n openshift-etcd\n```\n\n"
             "1. Inspect the member list with the etcdctl tool.",
         ),
         Section(heading_path=("Mitigation",), text="Restart the failed member. If the disk is full, free space first."),
     ),
 )
-
-
-def test_sections_feed_the_five_fields() -> None:
-    assert section_role(("Meaning",)) == "description"
-    assert section_role(("Impact",)) == "note"
-    assert section_role(("Diagnosis", "Network")) == "mitigation"
-    assert section_role(("Possible causes",)) == "typical_cases"
-    assert section_role(("Changelog",)) == "note"
-    assert section_role(()) == "description"
-
-
-def test_steps_are_bullets_and_sentences_without_code() -> None:
-    text = (
-        "- Check the pods now.\n  continued here.\n```\n# not a step\n```\n"
-        "$ kubectl get pods\nRun it. Then read the logs carefully.\n"
-    )
-    assert steps_of(text) == ["Check the pods now. continued here.", "Then read the logs carefully."]
-
-
-def test_blockquotes_are_read_as_text() -> None:
-    assert steps_of("> NOTE: unpausing applies all\n> pending configuration.\n") == [
-        "NOTE: unpausing applies all pending configuration."
-    ]
 
 
 def test_identifiers_and_components() -> None:
@@ -72,8 +48,8 @@ async def test_structural_extractor_gives_one_candidate_per_chunk_with_its_field
     node = refine(candidates)
     assert node.name == "etcdMembersDown"
     assert node.node_id == "etcd-members-down"
-    assert node.description == "This alert fires when one or more etcd members are down."
-    assert node.note == "The cluster may lose quorum. See KubeAPIDown."
+    assert node.description.startswith("This alert fires when one or more etcd members are down.")
+    assert node.description.endswith("The cluster may lose quorum.")
     assert node.mitigation == (
         "Check the etcd pods are running.",
         "Inspect the member list with the etcdctl tool.",
@@ -83,6 +59,25 @@ async def test_structural_extractor_gives_one_candidate_per_chunk_with_its_field
     assert node.components == ("etcd",)
     assert node.domain == "openshift"
     assert node.doc_ids == (RUNBOOK.doc_id,)
+
+
+async def test_a_file_of_many_alerts_gives_one_node_per_alert() -> None:
+    mixin = SourceDocument(
+        doc_id="kubernetes/runbook.md", source="/r", title="Kubernetes Alert Runbooks", kind="markdown",
+        content_hash="m",
+        sections=(
+            Section(heading_path=(), text="This page collects the alerts of this mixin."),
+            Section(heading_path=("Group Name: kubernetes-apps", 'Alert Name: "KubeJobFailed"'),
+                    text="- *Message*: `Job failed to complete.`\n\n- *Action*: Check the job using `kubectl describe job <job>`."),
+            Section(heading_path=("KubeletDown", "Diagnosis"), text="1. Check the kubelet service on the node."),
+        ),
+    )  # fmt: skip
+    extractor = StructuralExtractor()
+    nodes = [n for c in chunk_document(mixin) for n in await extractor.extract(mixin, c)]
+    assert [(n.name, n.mitigation) for n in nodes] == [
+        ("KubeJobFailed", ("Check the job using `kubectl describe job <job>`.",)),
+        ("KubeletDown", ("Check the kubelet service on the node.",)),
+    ]
 
 
 async def test_prose_documents_yield_no_structural_candidates() -> None:

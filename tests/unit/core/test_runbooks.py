@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import pytest
+
+from core.document import Block, parse, render, split_blocks
+from core.runbooks import alert_heading, read_section, role_of, section_kind, strip_lead_in
+
+RUNBOOK = """---
+title: Disk filling up
+weight: 3
+---
+# DiskFilling
+
+<details>
+<summary>Context</summary>
+
+The disk of a node is filling up.
+
+</details>
+
+## Steps to resolve
+
+1. Open the node dashboard.
+    1. Do you see a steep rise in the last hour?
+    1. Which directory grows? Check with `du -sh /var/*`.
+1. If the log volume is full, rotate the logs.
+
+```shell
+logrotate -f /etc/logrotate.conf
+```
+
+> **Note:** rotating drops nothing older than a day.
+
+!!! warning "Careful"
+    Never delete files under /var/lib/postgresql.
+
+| metric | meaning |
+|---|---|
+| node_filesystem_avail_bytes | free bytes |
+"""
+
+
+def test_markdown_becomes_blocks_with_nesting_code_tables_and_notes() -> None:
+    parsed = parse(RUNBOOK)
+    assert parsed.front_matter == {"title": "Disk filling up", "weight": 3}
+    kinds = [(b.kind, b.level) for b in parsed.blocks]
+    assert kinds == [
+        ("heading", 1), ("paragraph", 0), ("heading", 2), ("item", 0), ("item", 1), ("item", 1), ("item", 0),
+        ("code", 0), ("quote", 0), ("quote", 0), ("table", 0),
+    ]  # fmt: skip
+    assert parsed.blocks[4] == Block("item", "Do you see a steep rise in the last hour?", 1, ordered=True)
+    assert parsed.blocks[7].text == "logrotate -f /etc/logrotate.conf" and parsed.blocks[7].info == "shell"
+    assert [b.info for b in parsed.blocks[8:10]] == ["note", "warning"]
+    assert parsed.blocks[10].text == "metric | meaning\nnode_filesystem_avail_bytes | free bytes"
+
+
+def test_rendered_sections_parse_back_to_the_same_blocks_and_split_at_top_level() -> None:
+    body = [b for b in parse(RUNBOOK).blocks if b.kind != "heading"]
+    text = render(body)
+    assert parse(text).blocks == body
+    pieces = list(split_blocks(text))
+    assert pieces[1].startswith("1. Open the node dashboard.") and "    1. Which directory" in pieces[1]
+    assert all(parse(p).blocks for p in pieces)
+
+
+def test_paragraphs_that_look_like_markup_stay_paragraphs() -> None:
+    blocks = [Block("paragraph", "1. not a list"), Block("paragraph", "# not a heading"), Block("paragraph", "- x")]
+    assert parse(render(blocks)).blocks == blocks
+
+
+def test_roles_are_read_from_content() -> None:
+    section = render([b for b in parse(RUNBOOK).blocks if b.kind != "heading"])
+    found = read_section(section, ("Steps to resolve",))
+    assert [(c.role, c.level) for c in found] == [
+        ("narrative", 0), ("check", 0), ("decision", 1), ("check", 1), ("decision", 0), ("note", 0), ("note", 0)
+    ]
+    assert found[3].text == "Which directory grows? Check with `du -sh /var/*`."
+    assert found[6].text == "Never delete files under /var/lib/postgresql."
+    assert found[4].code == ("logrotate -f /etc/logrotate.conf",)
+
+
+@pytest.mark.parametrize(
+    ("text", "role"),
+    [
+        ("Etcd Request Duration - 99th Percentile", "caption"),
+        ("Container_memory_usage_bytes Current memory usage in bytes.", "caption"),
+        ("Now we have both ends of the scraping flow covered.", "narrative"),
+        ("more detailed info - [PDF](https://example.com/a.pdf)", "reference"),
+        ("See [the docs](https://example.com) for more.", "reference"),
+        ("2021-03-04: the primary ran out of disk, fixed by failover", "reference"),
+        ("Past incident: https://gitlab.com/gitlab-com/gl-infra/production/-/issues/1234", "reference"),
+        ("Note: this drops the cache.", "note"),
+        ("WARNING: do not restart both replicas at once.", "note"),
+        ("Check if the application is performing normally", "decision"),
+        ("If sessions are stuck idle in transaction, terminate them", "decision"),
+        ("Then, restart the kubelet.", "action"),
+        ("You should inspect the logs of the pod.", "check"),
+        ("`up == 0` can be used to check the trend over time.", "check"),
+    ],
+)
+def test_what_is_not_a_step_is_recognised(text: str, role: str) -> None:
+    assert role_of(text, "procedure") == role
+
+
+def test_describing_sections_give_only_imperative_steps() -> None:
+    assert role_of("If the service runs fine, a ServiceMonitor may be wrong.", "description") == "description"
+    assert role_of("Check the ServiceMonitor.", "description") == "check"
+    assert role_of("app waits for the database", "procedure", item=True) == "check"
+    assert role_of("app waits for the database", "description", item=True) == "description"
+
+
+def test_section_kinds_and_alert_headings() -> None:
+    assert section_kind(("KubeJobFailed", "Diagnosis")) == "procedure"
+    assert section_kind(("Runbook",)) == "procedure" and section_kind(("Steps to resolve",)) == "procedure"
+    assert section_kind(("Meaning",)) == "description" and section_kind(("Possible causes",)) == "cases"
+    assert section_kind(("Changelog",)) == "other"
+    assert alert_heading(("Group Name: kubernetes-apps", 'Alert Name: "KubeJobFailed"')) == "KubeJobFailed"
+    assert alert_heading(("KubeJobFailed", "Diagnosis")) == "KubeJobFailed"
+    assert alert_heading(("Steps to resolve", "Possible checks")) is None
+    assert strip_lead_in("then, confirm the API answers") == "Confirm the API answers"
