@@ -1,7 +1,9 @@
 """The ingest use case: sources → changed documents → knowledge base, with a report.
 
 Unchanged documents (same content hash) are skipped before parsing; documents gone from a source
-are removed; bad documents are reported and skipped, and the run goes on.
+are removed; bad documents are reported and skipped, and the run goes on. Documents read in this run
+in which no procedure was found are listed with what was found instead: the bot can cite them but
+cannot build a workflow from them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Protocol
 
 from connectors.documents import content_hash, list_documents, parse_document, read_bytes
 from core.errors import DocumentError
+from core.runbooks import why_no_procedure
 from retrieval.knowledge import GraphReport, KnowledgeBuilder
 
 
@@ -26,6 +29,7 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     chunks: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
+    no_procedure: list[tuple[str, str]] = field(default_factory=list)  # (doc_id, what was found instead)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     graph: GraphReport | None = None
     seconds: float = 0.0
@@ -69,7 +73,10 @@ async def ingest(
                 if known.get(file.doc_id) == content_hash(raw):
                     report.unchanged += 1
                     continue
-                report.chunks += await builder.add(await asyncio.to_thread(parse_document, file, raw))
+                doc = await asyncio.to_thread(parse_document, file, raw)
+                report.chunks += await builder.add(doc)
+                if reason := why_no_procedure([(s.heading_path, s.text) for s in doc.sections]):
+                    report.no_procedure.append((file.doc_id, reason))
             except DocumentError as exc:
                 report.failed.append((file.doc_id, exc.reason))
                 continue

@@ -45,7 +45,7 @@ _CHECK_VERBS = frozenset("""
 check verify look inspect review examine investigate query confirm identify find search list get describe view
 compare monitor watch determine validate test open navigate observe ensure make-sure read browse grep tail
 run execute measure count analyze analyse diagnose locate trace track visit go log ssh connect login query curl
-dig ping debug print show take collect gather capture dump evaluate assess study note
+dig ping debug print show take collect gather capture dump evaluate assess study note correlate
 """.split())
 _ACTION_VERBS = frozenset("""
 restart delete remove scale increase decrease add update upgrade downgrade rollback roll apply edit set configure
@@ -164,10 +164,10 @@ def _role(text: str, section: SectionKind, *, item: bool, ordered: bool, quote: 
         return "decision"
     if (verb := first_verb(bare)) is not None:
         return "check" if verb in _CHECK_VERBS else "action"
-    if section == "procedure" and (purpose := _USED_TO.search(bare)) and purpose.group(1).lower() in _VERBS:
+    if section == "procedure" and (purpose := _USED_TO.search(bare)) and (purpose[1] or purpose[2]).lower() in _VERBS:
         return "check"  # "`up == 0` can be used to check the trend"
-    if _is_caption(bare):
-        return "caption"
+    if _is_caption(bare) or len(words) < 3 or bare.endswith(":"):
+        return "caption"  # titles, one-word list entries, labels of the list below
     if section == "description":
         return "description"
     if section == "cases":
@@ -272,3 +272,18 @@ def _is_alert_name(name: str) -> bool:
     """CamelCase with two humps or more (``KubeJobFailed``, ``etcdNoLeader``) or snake_case."""
     humps = len(re.findall(r"[A-Z][a-z0-9]+|[A-Z]+(?=[A-Z][a-z]|\b)", name))
     return humps >= 2 and not name.isupper() or ("_" in name and name.lower() == name and len(name) > 6)
+
+
+def why_no_procedure(sections: Sequence[tuple[Sequence[str], str]]) -> str | None:
+    """None when ``sections`` ((heading path, canonical Markdown) pairs) hold at least one step;
+    otherwise what was found instead, in words an admin can act on."""
+    found = [c for path, text in sections for c in read_section(text, path)]
+    if any(c.is_step for c in found):
+        return None
+    if not found:
+        return "no text outside tables, code and headings"
+    counts: dict[str, int] = {}
+    for cand in found:
+        counts[cand.role] = counts.get(cand.role, 0) + 1
+    kinds = ", ".join(f"{n} {role}" for role, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    return f"no numbered list, imperative sentence, question or condition ({kinds})"

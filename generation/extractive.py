@@ -33,6 +33,7 @@ _PRONOUN_AUX = ("are", "were", "can", "could", "will", "would", "should", "must"
 _HEALTHY = re.compile(r"\b(?:normal(?:ly)?|healthy|fine|ok|okay|running|ready|up|available|succeed\w*|correct)\b", re.I)
 _NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|doesn't|don't|fails?|failing)\b", re.I)
 _CLAUSE = re.compile(r",\s+(?:then\s+)?|\s+then\s+")
+_FIELD = re.compile(r"^\W*(?:message|summary|description)\W*:\s*", re.IGNORECASE)
 _IF = re.compile(r"^(?:if|when|whenever|in case|once|should)\b", re.IGNORECASE)
 _COLLECTING = ("such as", "like", "e.g.", "following", "for example")
 
@@ -156,6 +157,20 @@ def _short(text: str) -> str:
     return " ".join(re.split(r"\s+-\s+|,|\(|;|\bmay\b|\bmaybe\b", text, maxsplit=1)[0].split()[:5]).lower()
 
 
+def _confirm_and_escalate(scope: list[Chunk]) -> list[_Draft]:
+    """For a runbook that describes the alert but gives no procedure (a mixin's "Message:" line):
+    confirm what it reports, then hand it on or close it."""
+    for chunk in scope:
+        described = [c for c in read_section(chunk.text, chunk.heading_path) if c.role == "description"]
+        if described:
+            what = clean(_FIELD.sub("", described[0].text)).rstrip(".")
+            return [
+                _Draft("process", f"Confirm what the alert reports: {what}", chunk, 0),
+                _Draft("decision", "Is the condition still present?", chunk, 0),
+            ]
+    return []
+
+
 def _select(drafts: list[_Draft], limit: int) -> list[_Draft]:
     """At most ``limit`` steps: top-level ones first, spread over the runbook, a decision kept with
     the step it guards."""
@@ -194,7 +209,7 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
         return None
     scope = _scope(retrieval)
     drafts, see_also, escalation = _drafts(scope)
-    drafts = _select(drafts, max_steps)
+    drafts = _select(drafts, max_steps) or _confirm_and_escalate(scope)
     if not drafts:
         return None
     lead = scope[0] if scope else retrieval.passages[0].chunk

@@ -111,8 +111,21 @@ def test_long_runbooks_are_sampled_across_their_length() -> None:
     assert flow.steps[0].text.endswith("number 0 carefully") and flow.steps[-2].text.endswith("number 29 carefully")
 
 
-def test_a_runbook_without_steps_gives_no_workflow() -> None:
-    assert plan_extractive(retrieval([RUNBOOK[0]])) is None
+def test_a_runbook_that_only_describes_the_alert_gives_confirm_and_escalate() -> None:
+    flow = plan_extractive(retrieval([RUNBOOK[0]]))
+    assert flow is not None
+    assert [(s.type, s.text) for s in flow.steps] == [
+        ("process", "Confirm what the alert reports: Prometheus cannot reach the kubelets"),
+        ("decision", "Is the condition still present?"),
+        ("terminal", ESCALATE),
+        ("terminal", RESOLVED),
+    ]
+    assert lint(flow) == []
+
+
+def test_a_runbook_without_steps_or_description_gives_no_workflow() -> None:
+    links = chunk(0, "References", "- [Kubelet docs](https://x)\n\n- [Node docs](https://y)")
+    assert plan_extractive(retrieval([links])) is None
     assert plan_extractive(Retrieval(query="q", passages=())) is None
 
 
