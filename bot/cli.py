@@ -120,6 +120,11 @@ def _print_ingest_summary(report: IngestReport, counts: dict[str, int]) -> None:
     )
     for doc_id, reason in report.failed:
         click.echo(f"skipped {doc_id}: {reason}", err=True)
+    if report.no_procedure:
+        read = len(report.added) + len(report.changed)
+        click.echo(f"no procedure found in {len(report.no_procedure)} of {read} documents read (no workflow from them):")
+        for doc_id, reason in report.no_procedure:
+            click.echo(f"  {doc_id}: {reason}")
     if report.ignored:
         click.echo(f"ignored {len(report.ignored)} files of unsupported types", err=True)
     if report.partial:
