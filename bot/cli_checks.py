@@ -4,7 +4,6 @@ its write steps as pending. The CLI never runs a write: its runs have no channel
 from __future__ import annotations
 
 import getpass
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from bot.app import build_executor, open_knowledge
 from bot.executor import RunReport
 from core.settings import Settings
 from core.types import Answer, RunEvent
+from generation.actions import entities_of, shown
 
 _MARK = {"process": "▸", "decision": "◆", "terminal": "■"}
 
@@ -42,7 +42,10 @@ async def _checks(settings: Settings, query: str) -> tuple[Answer, RunReport | N
         if answer.workflow is None:
             return answer, None
         executor = build_executor(settings, kb)
-        report = await executor.run(answer.workflow, query=query, user=getpass.getuser(), retrieval=retrieval)
+        # Placeholders in the runbook's commands are filled from what the question names.
+        known = entities_of(query)
+        user = getpass.getuser()
+        report = await executor.run(answer.workflow, query=query, user=user, retrieval=retrieval, known=known)
         return answer, report
 
 
@@ -66,7 +69,7 @@ def _print_report(answer: Answer, report: RunReport) -> None:
             click.echo(line)
         previous = event.step_id
     for step_id, action in report.pending:
-        click.secho(f"  ✋ {step_id} waits for an approval: {action.tool} {_args(action.args)}", fg="yellow")
+        click.secho(f"  ✋ {step_id} waits for an approval: {action.tool} {shown(action)}", fg="yellow")
     colour = {"finished": "green", "waiting_approval": "yellow"}.get(report.state, "red")
     click.secho(f"state: {report.state.replace('_', ' ')}", fg=colour)
 
@@ -79,7 +82,7 @@ def _line(event: RunEvent, types: Mapping[str, str], *, same_step: bool) -> str 
         case "probe" if event.result is not None and event.action is not None:
             result = event.result
             body = "\n".join(f"      {line}" for line in result.summary.splitlines()[:12])
-            return f"{head}\n    {event.action.tool} {_args(event.action.args)} → {result.status} " + (
+            return f"{head}\n    {event.action.tool} {shown(event.action)} → {result.status} " + (
                 f"({result.duration_ms:.0f} ms)\n{body}"
             )
         case "manual":
@@ -91,9 +94,3 @@ def _line(event: RunEvent, types: Mapping[str, str], *, same_step: bool) -> str 
         case "stopped":
             return f"  stopped: {event.text}"
     return None
-
-
-def _args(args: dict[str, Any]) -> str:
-    if set(args) == {"argv"}:
-        return " ".join(args["argv"])
-    return json.dumps(args, ensure_ascii=False)

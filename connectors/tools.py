@@ -129,7 +129,8 @@ class Toolbox:
     async def call(self, action: Action, *, approved_by: str | None = None, cap: int | None = None) -> ToolResult:
         """Run ``action`` within the step deadline and at most ``cap`` bytes of output (default: the
         configured ones). The catalogue decides the mode: a write tool without ``approved_by`` is
-        refused whatever ``action.mode`` says. Never raises for the tool's own failures."""
+        refused whatever ``action.mode`` says; so is an action with ``missing`` placeholder values.
+        Never raises for the tool's own failures."""
         started = time.perf_counter()
         result = await self._call(action, approved_by, cap or self._cfg.output_bytes)
         return result.model_copy(update={"duration_ms": round((time.perf_counter() - started) * 1000, 1)})
@@ -140,6 +141,8 @@ class Toolbox:
             return ToolResult(status="refused", summary=f"{action.tool!r} is not a configured tool")
         if spec.mode == "write" and not approved_by:
             return ToolResult(status="refused", summary=f"{spec.name} changes the system: it runs only once approved")
+        if action.missing:
+            return ToolResult(status="refused", summary=f"not run, needs: {', '.join(action.missing)}")
         if problem := spec.problem(action.args):
             return ToolResult(status="refused", summary=f"{spec.name}: {problem}")
         async with aiohttp.ClientSession() as http:

@@ -9,7 +9,6 @@ from core.errors import PlanError
 from core.settings import ToolSettings
 from core.types import Action, Branches, Chunk, Citation, Passage, Retrieval, Step, Workflow
 from generation.actions import action_for, attach_actions
-from generation.extractive import plan_extractive
 from generation.prompts import planner_messages
 from generation.validation import problems, validate
 
@@ -61,7 +60,7 @@ NO_PROMETHEUS = catalogue(ToolSettings())
     ],
 )
 def test_concrete_checks_become_actions_of_catalogue_tools(text: str, expected: tuple[str, dict, str]) -> None:
-    action = action_for(text, TOOLS)
+    action = action_for(text, TOOLS, decision=True)
     assert action is not None
     assert (action.tool, action.args, action.mode) == expected
 
@@ -69,7 +68,6 @@ def test_concrete_checks_become_actions_of_catalogue_tools(text: str, expected: 
 @pytest.mark.parametrize(
     "text",
     [
-        "Check the pods: `kubectl get pods -n <namespace>`",  # a template, not a check
         "Filter them: `kubectl get pods -n shop | grep -v Running`",  # a shell pipeline
         "Look at `Last State: Terminated` and the `Exit Code`.",
         "A `500` means the application failed; see `KubePodCrashLooping`.",
@@ -112,19 +110,36 @@ def chunk(text: str, ordinal: int = 0) -> Chunk:
     )
 
 
-def test_extractive_steps_get_the_action_of_the_sentence_they_came_from() -> None:
+def cited(i: str, kind: str, text: str) -> Step:
+    """A step as a planner writes it from ``chunk``'s text (links and code spans unquoted)."""
+    cite = (Citation(doc_id="k8s/Api.md", chunk_id="k8s/Api.md#0"),)
+    nxt = f"s{int(i[1:]) + 1}"
+    links = {"process": {"next": nxt}, "decision": {"branches": Branches(yes=nxt, no=nxt)}}.get(kind, {})
+    return Step(id=i, type=kind, text=text, citations=cite, **links)  # type: ignore[arg-type]
+
+
+def test_steps_get_the_action_of_the_sentence_they_came_from() -> None:
     runbook = chunk(
         "- Ask the API server for its health: `kubectl get --raw /healthz`.\n"
         "- If more than 5% of requests fail (`api_error_ratio > 0.05`), roll back.\n"
         "- Restart the API: `kubectl rollout restart deployment/api -n <namespace>`.\n"
     )
-    workflow = plan_extractive(Retrieval(query="q", passages=(Passage(chunk=runbook, score=1.0),)))
-    assert workflow is not None
+    workflow = Workflow(
+        title="Api",
+        steps=(
+            cited("s1", "process", "Ask the API server for its health: kubectl get --raw /healthz"),
+            cited("s2", "decision", "Do more than 5% of requests fail?"),
+            cited("s3", "terminal", "Restart the API"),
+        ),
+    )
     with_actions = attach_actions(workflow, {runbook.chunk_id: runbook}, TOOLS)
-    actions = [(s.id, s.type, s.action.tool if s.action else None) for s in with_actions.steps]
-    assert actions == [("s1", "process", "command"), ("s2", "decision", "prometheus_query"), ("s3", "terminal", None)]
+    actions = [(s.id, s.action.tool if s.action else None) for s in with_actions.steps]
+    assert actions == [("s1", "command"), ("s2", "prometheus_query"), ("s3", "write_command")]
     assert with_actions.steps[1].action is not None
-    assert with_actions.steps[1].action.args == {"query": "api_error_ratio"}
+    assert with_actions.steps[1].action.args == {"query": "api_error_ratio"}  # the rule is the decision's
+    restart = with_actions.steps[2].action
+    assert restart is not None and restart.missing == ("namespace",) and restart.mode == "write"
+    assert restart.args["argv"][-1] == "<namespace>"
     validate(with_actions, {runbook.chunk_id}, TOOLS)
 
 
