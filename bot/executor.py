@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from connectors.redaction import redact
 from core.settings import ToolSettings
 from core.types import Action, Retrieval, RunEvent, Step, ToolResult, ToolSpec, Workflow
-from generation.actions import attach_actions
+from generation.actions import attach_actions, needs
 from generation.decisions import decide
 from generation.ports import ChatModel
 from generation.validation import validate
@@ -132,16 +132,21 @@ class Executor:
         thread_ts: str | None = None,
         retrieval: Retrieval | None = None,
         on_event: OnEvent | None = None,
+        known: Mapping[str, str] | None = None,
     ) -> RunReport:
         """Walk ``workflow`` from its start until it finishes, stops or waits for an approval.
 
         With the ``retrieval`` the workflow was planned from, steps get the actions their runbook
         sentences give (``generation.actions``), and training can rebuild the planner's prompt.
+        ``known`` fills the actions' placeholders (an alert's labels, ``entities_of(query)``); an
+        action still missing a value is not run (its probe event is ``refused``, naming what it needs).
         Raises ``PlanError`` when a step's action is not a valid call of the catalogue. Approvals
         can only be given in ``channel`` (a run without one, from the CLI, can have none)."""
         if retrieval is not None:
             chunks = {p.chunk.chunk_id: p.chunk for p in retrieval.passages}
-            workflow = attach_actions(workflow, chunks, self._toolbox.tools)
+            workflow = attach_actions(workflow, chunks, self._toolbox.tools, known)
+        elif known:
+            workflow = attach_actions(workflow, {}, self._toolbox.tools, known)
         cited = {c.chunk_id for s in workflow.steps for c in s.citations}
         validate(workflow, cited, self._toolbox.tools)
         row = ExecutorRun(
@@ -254,8 +259,10 @@ class Executor:
         cap = max(1, min(self._cfg.output_bytes, walk.output_left))
 
         async def one(step: Step) -> ToolResult:
+            assert step.action is not None
+            if step.action.missing:  # a placeholder nobody filled: the command as written cannot run
+                return ToolResult(status="refused", summary=f"not run, {needs(step.action)}")
             async with gate:
-                assert step.action is not None
                 return await self._toolbox.call(step.action, cap=cap)
 
         tasks = {s.id: asyncio.create_task(one(s)) for s in reads}
