@@ -1,10 +1,13 @@
 """Workflow checks against a real Prometheus (the Debian binary) scraping a loopback metrics endpoint:
 query tools return real values, a decision takes the branch they call for, and ``opsflow checks``
-does it all from the command line on the sample runbooks."""
+does it all from the command line on the sample runbooks, and runs the benchmark's TargetDown
+runbook's ``up == 0`` against a target that is down."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -16,11 +19,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from bot.app import open_knowledge
 from bot.cli import main
 from bot.executor import Executor
+from bot.ingest import ingest
 from connectors.tools import Toolbox
 from core.settings import Settings, ToolSettings
 from core.types import Action, Branches, Citation, Step, Workflow
+from tests.conftest import BENCH, make_settings
 from tests.promstack import MetricsEndpoint, Server, metrics_endpoint, prometheus
 from trainer.store import RecordStore
 
@@ -43,9 +49,19 @@ def _query(url: str, expr: str) -> list[Any]:
         return json.loads(response.read())["data"]["result"]
 
 
+def _closed_port() -> str:
+    """``127.0.0.1:PORT`` where nothing listens: a scrape target that is down."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+DOWN = _closed_port()
+
+
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """Prometheus with a few scrapes of the test metrics in it."""
+    """Prometheus with a few scrapes of the test metrics in it, and a target that is down."""
     stop = threading.Event()
     with metrics_endpoint() as metrics:
         metrics.set("opsflow_error_ratio", 0.07, service="checkout")
@@ -53,10 +69,13 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         counter = threading.Thread(target=_counting, args=(metrics, stop), daemon=True)
         counter.start()
         try:
-            with prometheus(tmp_path_factory.mktemp("prometheus"), scrape_targets=[metrics.target]) as server:
+            targets = [metrics.target, DOWN]
+            with prometheus(tmp_path_factory.mktemp("prometheus"), scrape_targets=targets) as server:
                 deadline = time.monotonic() + 40
                 # Targets are handed over ~5 s after start; rate() needs two scrapes.
                 while not _query(server.url, f"rate({REQUESTS}[1m])") and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                while not _query(server.url, "up == 0") and time.monotonic() < deadline:
                     time.sleep(0.5)
                 assert _query(server.url, "opsflow_error_ratio"), server.log()[-2000:]
                 yield server
@@ -157,3 +176,46 @@ def test_opsflow_checks_runs_the_sample_runbooks_query_and_takes_the_branch(
     text = CliRunner().invoke(main, ["checks", "The ingress returns a lot of 5xx errors"])
     assert text.exit_code == 0, text.output
     assert "prometheus_query" in text.output and "→ yes (rule:" in text.output and "state:" in text.output
+
+
+@pytest.fixture(scope="module")
+def target_down_kb(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Settings:
+    """The benchmark corpus's TargetDown runbook alone, ingested."""
+    settings = make_settings(tmp_path_factory.mktemp("target-down-kb"), model_cache)
+    runbook = BENCH / "corpus" / "prometheus-operator" / "general" / "TargetDown.md"
+    if not runbook.is_file():
+        pytest.skip(f"the benchmark corpus is not at {runbook.parent}")
+
+    async def build() -> None:
+        async with open_knowledge(settings) as kb:
+            report = await ingest([runbook], kb.builder, max_bytes=settings.ingest.max_document_bytes)
+            assert not report.failed, report.failed
+
+    asyncio.run(build())
+    return settings
+
+
+def test_opsflow_checks_runs_the_runbooks_up_query_on_a_target_that_is_down(
+    prom: Server, target_down_kb: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(Path(__file__).parent)
+    monkeypatch.setenv("OPSFLOW_DATA_DIR", str(target_down_kb.data_dir))
+    monkeypatch.setenv("OPSFLOW_TOOLS__PROMETHEUS_URL", prom.url)
+    # No model server: a decision without a rule stays undecided.
+    monkeypatch.setenv("OPSFLOW_LLM__BACKEND", "ollama")
+    monkeypatch.setenv("OPSFLOW_OLLAMA__MODEL", "llama3.1:8b")
+    monkeypatch.setenv("OPSFLOW_OLLAMA__HOST", "http://127.0.0.1:9")
+    question = "Prometheus reports a scrape target down, what do I check?"
+    result = CliRunner().invoke(main, ["checks", "--json", question])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.output)
+    assert body["workflow"]["title"] == "TargetDown"
+    probes = [e for e in body["run"]["events"] if e["kind"] == "probe"]
+    # The runbook's query, as written (or, on a decision, without its rule), on the real Prometheus.
+    up = next(e for e in probes if e["action"]["tool"] == "prometheus_query")
+    assert up["action"]["args"]["query"] in ("up == 0", "up") and up["action"]["mode"] == "read"
+    assert up["result"]["status"] == "ok" and 0.0 in up["result"]["data"]["values"]
+    assert f'instance="{DOWN}"' in up["result"]["summary"]
+    text = CliRunner().invoke(main, ["checks", question])
+    assert text.exit_code == 0, text.output
+    assert "prometheus_query" in text.output and f'instance="{DOWN}"' in text.output
