@@ -188,7 +188,7 @@ _FLAG = re.compile(r"(?:^|\s)(?:-n|--namespace)(?:\s+|=)" + _VALUE)
 _KIND_THEN_NAME = re.compile(r"\b" + _KIND + r"(?:\s+|\s*(?P<equals>=)\s*)" + _VALUE, re.IGNORECASE)
 _KIND_SLASH_NAME = re.compile(r"(?<![\w/.-])(?P<kind>" + "|".join((*_KINDS, *_ALIASES)) + r")/" + _VALUE, re.IGNORECASE)
 _NAME_THEN_KIND = re.compile(
-    r"(?:\b(?P<lead>(?:in|on|from|of|for)\s+(?:the\s+)?|the\s+)|(?<![\w/.-]))" + _VALUE + r"\s+" + _KIND + r"\b",
+    r"(?:\b(?P<lead>(?:in|on|from|of|for)\s+(?:the\s+)?|the\s+)|(?<![\w/.-]))" + _VALUE + r"\s+" + _KIND + r"(?![\w-])",
     re.IGNORECASE,
 )
 _NAMESPACE_SLASH_POD = re.compile(
@@ -250,11 +250,12 @@ class _Passage:
 
 @functools.lru_cache(maxsize=512)
 def _passages(markdown: str) -> tuple[_Passage, ...]:
-    """The passages of a chunk's ``markdown`` (``core.document``'s blocks) in order; a table row is a
-    passage; a code block with no text block before it (one right under a heading) is a passage of
-    its own, without text."""
+    """The passages of a chunk's ``markdown`` (``core.document``'s blocks) in order: a paragraph, a
+    list item with the paragraphs it holds, a table row. A code block belongs to the passage before
+    it; one with no text before it (right under a heading) is a passage of its own, without text."""
     passages: list[_Passage] = []
     after_text = False  # whether a code block now comes right after a text block
+    item_level: int | None = None  # the level of the list item the last passage is, if it is one
     for block in parse(markdown).blocks:
         if block.kind == "code":
             code = ((block.info.split() or [""])[0].lower(), block.text)
@@ -263,10 +264,13 @@ def _passages(markdown: str) -> tuple[_Passage, ...]:
             else:
                 passages.append(_Passage("", (code,)))
         elif block.kind == "heading":
-            after_text = False
+            after_text, item_level = False, None
+        elif block.kind == "paragraph" and item_level is not None and block.level > item_level:
+            last = passages[-1]  # a paragraph of the item: the same step
+            passages[-1] = _Passage(f"{last.text} {block.text}", last.blocks)
         else:
             passages += [_Passage(row) for row in block.text.split("\n")]
-            after_text = True
+            after_text, item_level = True, block.level if block.kind == "item" else None
     return tuple(passages)
 
 

@@ -60,6 +60,13 @@ TREND = "Check the trend of scrape failures over time"
             f"1. {TREND}:\n\n    ```console\n    $ kubectl get pods -n monitoring\n    NAME   READY\n    ```",
             {"argv": ["kubectl", "get", "pods", "-n", "monitoring"]},
         ),
+        # A code block after a paragraph of the step's list item.
+        (
+            TREND,
+            f"1. {TREND}.\n\n    The exporter may be slow.\n\n    ```\n    kubectl get pods -n monitoring\n    ```\n\n"
+            "2. Read the release notes.",
+            {"argv": ["kubectl", "get", "pods", "-n", "monitoring"]},
+        ),
         # A variable the block sets is its value in the commands after it.
         (
             TREND,
@@ -216,6 +223,7 @@ def test_placeholder_and_label_names_are_canonical(name: str, key: str) -> None:
             "job node-exporter target down on instance 10.0.0.5:9100",
             {"job": "node-exporter", "instance": "10.0.0.5:9100"},
         ),
+        ("Some node-exporter daemonset pods are not scheduled", {"daemonset": "node-exporter"}),
         ("The pod keeps restarting and the node is not ready", {}),
         ("A deployment is stuck; the service account is missing; for instance, the job failed", {}),
         ("read/write errors and CPU/memory pressure, see https://example.com/a-b", {}),
