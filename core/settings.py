@@ -7,7 +7,7 @@ and a ``.env`` file. This is the only module that reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -55,6 +55,7 @@ class RetrievalSettings(_Section):
     bm25_weight: float = Field(2.0, ge=0)
     dense_weight: float = Field(1.0, ge=0)
     named_weight: float = Field(1.0, ge=0, description="Weight of chunks of incidents the query names.")
+    runbook_weight: float = Field(1.0, ge=0, description="Weight of the ranking of runbooks by their names.")
     embedding_dim: int = Field(384, gt=0, description="Vector size of the embedding model (384 for MiniLM).")
     embedding_backend: Literal["onnx", "ollama"] = Field(
         "onnx", description="Embed in process (onnxruntime) or through Ollama's /api/embed."
@@ -110,8 +111,31 @@ class OllamaSettings(_Section):
     keep_alive: str = Field("10m", description="How long Ollama keeps the model loaded after a call.")
 
 
+class OpenAISettings(_Section):
+    """An OpenAI-compatible chat server: vLLM, the llama.cpp servers, LM Studio, LocalAI or a hosted API."""
+
+    base_url: str = Field("", description="API base URL with its /v1, e.g. http://vllm:8000/v1; empty = not used.")
+    api_key: SecretStr = Field(SecretStr(""), description="Bearer key; empty for servers that need none.")
+    model: str = Field("", description="Model name as the server lists it under /v1/models.")
+    timeout_s: float = Field(120.0, gt=0, description="Deadline for one generation.")
+    max_tokens: int | None = Field(
+        None, gt=0, description="Cap on generated tokens; a caller's larger max_tokens is cut."
+    )
+    response_format: Literal["json_schema", "json_object"] = Field(
+        "json_schema",
+        description="How a schema is sent: OpenAI's json_schema, or {type: json_object, schema} "
+        "(llama-cpp-python's server, which refuses json_schema).",
+    )
+    system_role: bool = Field(
+        True, description="false: system text goes into the first user turn (chat templates without a system role)."
+    )
+    extra_body: dict[str, Any] = Field(
+        {}, description='JSON fields added to each request, e.g. {"repeat_penalty": 1.3} for small llama.cpp models.'
+    )
+
+
 class LlmSettings(_Section):
-    backend: Literal["llamacpp", "ollama"] = Field(
+    backend: Literal["llamacpp", "ollama", "openai"] = Field(
         "llamacpp", description="Where the chat model runs (llm planner, Scorer, llm extractor)."
     )
 
@@ -298,6 +322,7 @@ class Settings(BaseSettings):
     planner: PlannerSettings = PlannerSettings()
     llm: LlmSettings = LlmSettings()
     ollama: OllamaSettings = OllamaSettings()
+    openai: OpenAISettings = OpenAISettings()
     llamacpp: LlamaCppSettings = LlamaCppSettings()
     slack: SlackSettings = SlackSettings()
     http: HttpSettings = HttpSettings()
@@ -309,6 +334,8 @@ class Settings(BaseSettings):
     def _ollama_needs_a_model(self) -> Settings:
         if self.llm.backend == "ollama" and not self.ollama.model:
             raise ValueError("llm.backend=ollama needs a model: set OPSFLOW_OLLAMA__MODEL")
+        if self.llm.backend == "openai" and not (self.openai.base_url and self.openai.model):
+            raise ValueError("llm.backend=openai needs OPSFLOW_OPENAI__BASE_URL and OPSFLOW_OPENAI__MODEL")
         return self
 
     @property
