@@ -24,7 +24,7 @@ from core.errors import ConfigError, ModelUnavailable
 from core.settings import GraphSettings, RetrievalSettings, Settings
 from generation.extraction import LlmIncidentExtractor
 from generation.ollama import OllamaChatModel
-from generation.planner import LlmPlanner
+from generation.planner import LlmPlanner, reply_format_for
 from generation.ports import ChatModel
 from generation.scorer import Scorer
 from retrieval.embedded import EmbeddedChunkIndex, EmbeddedGraphStore
@@ -139,7 +139,11 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
         adapted = functools.partial(build_adapted_chat_model, settings)
         served = await open_served_models(records, chat, adapted, reload_s=settings.train.reload_s)
         stack.push_async_callback(served.aclose)
-        planner = LlmPlanner(served.models["planner"], tools=tuple(catalogue(settings.tools).values()))
+        planner = LlmPlanner(
+            served.models["planner"],
+            tools=tuple(catalogue(settings.tools).values()),
+            reply_format=reply_format_for(settings.llm.backend),
+        )
         scorer = Scorer(served.models["scorer"]) if wants_scorer else None
         service = Service(retriever, settings.planner, planner, scorer)
         yield Knowledge(index, graph, builder, retriever, records, service, embedder, chat, served)

@@ -70,6 +70,15 @@ def export_command(out: Path | None, as_json: bool) -> None:
 @click.option("--batch-size", type=click.IntRange(1), default=None)
 @click.option("--learning-rate", type=click.FloatRange(0, 1, min_open=True), default=None)
 @click.option("--max-length", type=click.IntRange(16), default=None, help="Tokens per row (default: llamacpp.n_ctx).")
+@click.option(
+    "--max-completion-length", type=click.IntRange(8), default=None, help="grpo: tokens generated per completion."
+)
+@click.option(
+    "--init-adapter",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A PEFT adapter directory to train further (an earlier job's <output>/adapter: SFT's, before DPO).",
+)
 @_JSON
 def run_command(
     method: Method,
@@ -78,11 +87,20 @@ def run_command(
     batch_size: int | None,
     learning_rate: float | None,
     max_length: int | None,
+    max_completion_length: int | None,
+    init_adapter: Path | None,
     as_json: bool,
 ) -> None:
     """Train METHOD (sft, dpo, grpo, kto) for the target, gate the candidate, promote it if it does not regress."""
     settings = _settings()
-    given = {"max_steps": steps, "batch_size": batch_size, "learning_rate": learning_rate, "max_length": max_length}
+    given = {
+        "max_steps": steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_length": max_length,
+        "max_completion_length": max_completion_length,
+        "init_adapter": init_adapter,
+    }
     options = {k: v for k, v in given.items() if v is not None}
 
     async def progress(report: JobProgress) -> None:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import ollama
@@ -23,7 +23,7 @@ import ollama
 from core.errors import BackendUnavailable, ModelUnavailable
 from core.settings import OllamaSettings
 from generation.ollama import map_ollama_errors
-from generation.ports import ChatModel, Message
+from generation.ports import ChatModel, GrammarChatModel, Message
 from trainer.jobs import Target
 from trainer.registry import ModelRegistry, version_name
 from trainer.store import ModelVersion, RecordStore
@@ -57,9 +57,18 @@ class PromotedChatModel:
         return self._served.version
 
     async def complete(
-        self, messages: Sequence[Message], *, schema: Mapping[str, Any] | None = None, max_tokens: int = 512
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: Mapping[str, Any] | None = None,
+        max_tokens: int = 512,
+        grammar: str | None = None,
     ) -> str:
-        return await self._served.model.complete(messages, schema=schema, max_tokens=max_tokens)
+        """As the served model's; a ``grammar`` is passed on only when given (``GrammarChatModel``)."""
+        if grammar is None:
+            return await self._served.model.complete(messages, schema=schema, max_tokens=max_tokens)
+        model = cast(GrammarChatModel, self._served.model)
+        return await model.complete(messages, schema=schema, max_tokens=max_tokens, grammar=grammar)
 
     async def ping(self) -> None:
         await self._served.model.ping()

@@ -26,8 +26,9 @@ from connectors.tools import catalogue
 from core.errors import TrainingError
 from core.settings import Settings
 from generation.llamacpp import assemble_packaged_model
-from generation.planner import LlmPlanner
+from generation.planner import LlmPlanner, reply_format_for
 from generation.ports import ChatModel
+from generation.prompts import ReplyFormat
 from generation.scorer import Scorer
 from trainer.dataset_files import (
     HELDOUT,
@@ -91,6 +92,11 @@ class Training:
         self.registry = ModelRegistry(kb.records)
 
     @property
+    def reply_format(self) -> ReplyFormat:
+        """The Planner's reply format on the configured backend: what training renders and serving reads."""
+        return reply_format_for(self._settings.llm.backend)
+
+    @property
     def adapters_dir(self) -> Path:
         return self._cfg.output_dir or self._settings.data_dir / "models" / "adapters"
 
@@ -106,6 +112,7 @@ class Training:
             min_pairs=self._cfg.min_pairs,
             max_per_question=self._cfg.max_per_question,
             tools=tuple(catalogue(self._settings.tools).values()),
+            reply_format=self.reply_format,
         )
         execution = trajectory_preferences(*await load_trajectories(self._kb.records))
         data = await asyncio.to_thread(build, answers, knowledge, execution, cfg)
@@ -189,10 +196,11 @@ class Training:
     def _service(self, target: Target, model: ChatModel) -> Service:
         cfg = self._settings.planner.model_copy(update={"kind": "llm"})
         if target == "planner":
-            return Service(self._kb.retriever, cfg, LlmPlanner(model), None)
+            return Service(self._kb.retriever, cfg, LlmPlanner(model, reply_format=self.reply_format), None)
         # The Scorer matters where it picks among candidates: plan at least two, with the served planner.
         cfg = cfg.model_copy(update={"samples": max(2, cfg.samples)})
-        return Service(self._kb.retriever, cfg, LlmPlanner(self._kb.served.models["planner"]), Scorer(model))
+        planner = LlmPlanner(self._kb.served.models["planner"], reply_format=self.reply_format)
+        return Service(self._kb.retriever, cfg, planner, Scorer(model))
 
     async def _base_model(self) -> Path:
         if self._cfg.base_model:

@@ -96,13 +96,13 @@ def schema_grammar(schema_json: str) -> str:
     return json_schema_to_gbnf(schema_json).replace(_LOOSE_CHAR, _STRICT_CHAR)
 
 
-@functools.lru_cache(maxsize=16)
-def _grammar(schema_json: str) -> Any:
+@functools.lru_cache(maxsize=48)
+def _grammar(schema_json: str | None, gbnf: str | None) -> Any:
     # Built here rather than via response_format: that path silently falls back to free-form JSON
     # when the converter rejects the schema; this way the caller sees the error.
     from llama_cpp import LlamaGrammar
 
-    return LlamaGrammar.from_string(schema_grammar(schema_json), verbose=False)
+    return LlamaGrammar.from_string(schema_grammar(schema_json) if schema_json else str(gbnf), verbose=False)
 
 
 def _default_threads() -> int:
@@ -129,12 +129,20 @@ class LlamaCppChatModel:
         self.name = f"llama.cpp:{file_name}{lora}"
 
     async def complete(
-        self, messages: Sequence[Message], *, schema: Mapping[str, Any] | None = None, max_tokens: int = 512
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: Mapping[str, Any] | None = None,
+        max_tokens: int = 512,
+        grammar: str | None = None,
     ) -> str:
+        """``GrammarChatModel.complete``: ``grammar`` (GBNF) or ``schema`` hold decoding; not both."""
+        if schema is not None and grammar is not None:
+            raise ValueError("give a schema or a grammar, not both")
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         schema_json = json.dumps(schema) if schema is not None else None
-        call = functools.partial(self._complete_blocking, list(messages), schema_json, max_tokens)
+        call = functools.partial(self._complete_blocking, list(messages), schema_json, grammar, max_tokens)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def ping(self) -> None:
@@ -149,14 +157,16 @@ class LlamaCppChatModel:
             await asyncio.get_running_loop().run_in_executor(executor, self._free)
             executor.shutdown(wait=False)
 
-    def _complete_blocking(self, messages: list[Message], schema_json: str | None, max_tokens: int) -> str:
+    def _complete_blocking(
+        self, messages: list[Message], schema_json: str | None, gbnf: str | None, max_tokens: int
+    ) -> str:
         llm = self._load()
         if self._cfg.chat_format in _NO_SYSTEM_ROLE:
             messages = fold_system_messages(messages)
         try:
             result = llm.create_chat_completion(
                 messages=messages,
-                grammar=_grammar(schema_json) if schema_json is not None else None,
+                grammar=_grammar(schema_json, gbnf) if schema_json or gbnf else None,
                 max_tokens=min(max_tokens, self._cfg.max_tokens),
                 temperature=0.0,
                 repeat_penalty=_REPEAT_PENALTY,

@@ -1,24 +1,50 @@
 """FlowXpert's Planner: question + retrieved chunks and nodes → a typed workflow, by a chat model.
 
-The model answers in JSON constrained by ``WORKFLOW_SCHEMA``; each step cites sources by their
-number in the prompt. An invalid workflow gets one repair round with the problems listed; if it is
-still invalid, ``PlanError`` tells the caller to fall back to the extractive planner.
+Two reply formats, one Planner (training renders the same prompts and replies, ``trainer.datasets``):
+
+* ``json``: JSON constrained by ``WORKFLOW_SCHEMA``, for backends that enforce a JSON schema (Ollama,
+  OpenAI-compatible servers). An invalid workflow gets one repair round with the problems listed.
+* ``lines``: numbered lines held by a GBNF grammar (``generation.lines``), for llama.cpp, where a small
+  model on a CPU must answer in seconds: a compact prompt, a short reply, links repaired
+  deterministically instead of a second round.
+
+Each step cites sources by their number in the prompt. A workflow still invalid raises
+``PlanError``, which tells the caller to fall back to the extractive planner. ``stats`` counts replies,
+valid ones and repairs, for benchmarks and logs.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
+from typing import cast
 
 from pydantic import BaseModel, Field, ValidationError
 
 from core.errors import PlanError
 from core.types import Branches, Citation, Retrieval, Step, ToolSpec, Workflow
-from generation.ports import ChatModel, Message
-from generation.prompts import WORKFLOW_SCHEMA, planner_messages, repair_message, select_context
+from generation.lines import MAX_LINES, lines_grammar, read_lines
+from generation.ports import ChatModel, GrammarChatModel, Message
+from generation.prompts import (
+    WORKFLOW_SCHEMA,
+    ReplyFormat,
+    compact_context,
+    planner_messages,
+    repair_message,
+    select_context,
+)
 from generation.validation import problems
 
 MAX_TOKENS = 1200
+# Eight lines of up to ~40 tokens each; a reply cut short loses only its unfinished last line.
+LINES_MAX_TOKENS = 320
+_TITLE = 100
+
+
+def reply_format_for(backend: str) -> ReplyFormat:
+    """The reply format a backend serves: lines under a grammar for llama.cpp, JSON for the others."""
+    return "lines" if backend == "llamacpp" else "json"
 
 
 class _RawStep(BaseModel):
@@ -60,22 +86,63 @@ def unsupported(workflow: Workflow) -> list[str]:
     return [f"{s.id} cites no source" for s in workflow.steps if not s.citations]
 
 
-class LlmPlanner:
-    """Writes workflows with ``model``; ``richness`` (0–1) is how much retrieved context it sees, and
-    ``tools`` the checks its steps may propose (in backticks; ``generation.actions`` maps them)."""
+def parse_lines(raw: str, retrieval: Retrieval, richness: float) -> tuple[Workflow, int]:
+    """A lines reply as a ``Workflow`` (links repaired), and how many repairs it took."""
+    reply = read_lines(raw, retrieval.query[:_TITLE], compact_context(retrieval, richness).passages)
+    return reply.workflow, reply.links_repaired + reply.lines_dropped
 
-    def __init__(self, model: ChatModel, *, max_tokens: int = MAX_TOKENS, tools: Sequence[ToolSpec] = ()) -> None:
+
+class LlmPlanner:
+    """Writes workflows with ``model`` in ``reply_format`` ("lines" needs a model that takes a grammar,
+    ``GrammarChatModel``); ``richness`` (0–1) is how much retrieved context it sees, and ``tools`` the
+    checks its steps may propose (in backticks; ``generation.actions`` maps them)."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        max_tokens: int = MAX_TOKENS,
+        tools: Sequence[ToolSpec] = (),
+        reply_format: ReplyFormat = "json",
+    ) -> None:
         self.model = model
-        self._max_tokens = max_tokens
+        self.reply_format = reply_format
+        self.stats: Counter[str] = Counter()
+        self._max_tokens = max_tokens if reply_format == "json" else min(max_tokens, LINES_MAX_TOKENS)
         self._tools = tuple(tools)
 
     async def plan(self, retrieval: Retrieval, *, richness: float = 1.0) -> Workflow:
-        """A validated workflow, after at most one repair round; else ``PlanError``."""
+        """A validated workflow; else ``PlanError``."""
+        self.stats["replies"] += 1
+        if self.reply_format == "lines":
+            workflow = await self._plan_lines(retrieval, richness)
+        else:
+            workflow = await self._plan_json(retrieval, richness)
+        self.stats["valid"] += 1
+        return workflow
+
+    async def _plan_lines(self, retrieval: Retrieval, richness: float) -> Workflow:
+        messages = planner_messages(retrieval, richness, self._tools, reply_format="lines")
+        grammar = lines_grammar(len(compact_context(retrieval, richness).passages), MAX_LINES)
+        model = cast(GrammarChatModel, self.model)
+        raw = await model.complete(messages, max_tokens=self._max_tokens, grammar=grammar)
+        workflow, repairs = parse_lines(raw, retrieval, richness)
+        if repairs:
+            self.stats["repaired_replies"] += 1
+            self.stats["repairs"] += repairs
+        found = problems(workflow, {p.chunk.chunk_id for p in retrieval.passages}) + unsupported(workflow)
+        if found:
+            raise PlanError("the model's workflow is invalid: " + "; ".join(found), raw=raw)
+        return workflow
+
+    async def _plan_json(self, retrieval: Retrieval, richness: float) -> Workflow:
+        """After at most one repair round."""
         messages: list[Message] = planner_messages(retrieval, richness, self._tools)
         raw = await self._complete(messages)
         found, workflow = self._check(raw, retrieval, richness)
         if not found and workflow is not None:
             return workflow
+        self.stats["repair_rounds"] += 1
         messages += [{"role": "assistant", "content": raw}, repair_message(found)]
         raw = await self._complete(messages)
         found, workflow = self._check(raw, retrieval, richness)

@@ -32,3 +32,19 @@ class ChatModel(Protocol):
     async def aclose(self) -> None:
         """Release the model or the connection."""
         ...
+
+
+class GrammarChatModel(ChatModel, Protocol):
+    """A chat model that can also hold decoding to a GBNF grammar (llama.cpp's): the Planner's lines
+    reply format (``generation.lines``) needs one."""
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        schema: Mapping[str, Any] | None = None,
+        max_tokens: int = 512,
+        grammar: str | None = None,
+    ) -> str:
+        """As ``ChatModel.complete``; with ``grammar`` (GBNF text), decoding follows that grammar instead."""
+        ...

@@ -2,8 +2,9 @@
 
 Pure functions: judged answers in, rows out. Every prompt is the serving prompt
 (``generation.prompts``) rebuilt from the retrieval the answer was planned from, and every
-completion is the Planner's reply (``WORKFLOW_SCHEMA`` JSON citing the prompt's numbered sources),
-so what is trained is exactly what is served. Rows are conversational (message lists).
+completion is the Planner's reply in the served reply format (``WORKFLOW_SCHEMA`` JSON, or the numbered
+lines of ``generation.lines``) citing the prompt's numbered sources, so what is trained is exactly
+what is served. Rows are conversational (message lists).
 
 * ``dpo`` pairs ``{prompt, chosen, rejected}``: 👍 ≻ 👎 answers to the same or an equivalent question
   (same leading runbook); a correction ≻ the answer it corrects; a successful executor run ≻ a
@@ -33,12 +34,15 @@ from pydantic import ValidationError
 
 from core.types import Answer, Retrieval, ToolSpec, Workflow, normalise_name
 from generation.extractive import plan_extractive
+from generation.lines import write_lines
 from generation.prompts import (
     SCORE_CRITERIA,
     WORKFLOW_SCHEMA,
+    ReplyFormat,
     planner_messages,
     scorer_messages,
     select_context,
+    shown_sources,
 )
 from generation.stepscore import THRESHOLD, lexical_similarity, score_case
 from trainer.store import Feedback, Interaction
@@ -201,10 +205,12 @@ def knowledge_example(retrieval: Retrieval) -> Example | None:
     return None if workflow is None else Example(retrieval, workflow, True, "knowledge")
 
 
-def planner_reply(workflow: Workflow, retrieval: Retrieval) -> str | None:
-    """The workflow as the Planner writes it for this retrieval's prompt, or None when the schema cannot
+def planner_reply(workflow: Workflow, retrieval: Retrieval, reply_format: ReplyFormat = "json") -> str | None:
+    """The workflow as the Planner writes it for this retrieval's prompt, or None when the format cannot
     hold it (too many steps, long ids). Citations become the prompt's source numbers; texts are cut
-    to the schema's length."""
+    to the format's length."""
+    if reply_format == "lines":
+        return write_lines(workflow, shown_sources(retrieval, 1.0, "lines").passages)
     if len(workflow.steps) > _STEP["maxItems"] or any(len(s.id) > _ID_LIMIT for s in workflow.steps):
         return None
     numbers = {p.chunk.chunk_id: n for n, p in enumerate(select_context(retrieval, 1.0).passages, 1)}
@@ -232,37 +238,41 @@ def _assistant(content: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": content}]
 
 
-def dpo_row(pair: Preference, tools: Sequence[ToolSpec] = ()) -> Row | None:
-    chosen, rejected = planner_reply(pair.chosen, pair.retrieval), planner_reply(pair.rejected, pair.retrieval)
+def dpo_row(pair: Preference, tools: Sequence[ToolSpec] = (), reply_format: ReplyFormat = "json") -> Row | None:
+    chosen = planner_reply(pair.chosen, pair.retrieval, reply_format)
+    rejected = planner_reply(pair.rejected, pair.retrieval, reply_format)
     if chosen is None or rejected is None or chosen == rejected:
         return None
-    prompt = planner_messages(pair.retrieval, tools=tools)
+    prompt = planner_messages(pair.retrieval, tools=tools, reply_format=reply_format)
     return {"prompt": prompt, "chosen": _assistant(chosen), "rejected": _assistant(rejected)}
 
 
-def kto_row(example: Example, tools: Sequence[ToolSpec] = ()) -> Row | None:
-    reply = planner_reply(example.workflow, example.retrieval)
+def kto_row(example: Example, tools: Sequence[ToolSpec] = (), reply_format: ReplyFormat = "json") -> Row | None:
+    reply = planner_reply(example.workflow, example.retrieval, reply_format)
     if reply is None:
         return None
     return {
-        "prompt": planner_messages(example.retrieval, tools=tools),
+        "prompt": planner_messages(example.retrieval, tools=tools, reply_format=reply_format),
         "completion": _assistant(reply),
         "label": example.label,
     }
 
 
-def sft_row(example: Example, tools: Sequence[ToolSpec] = ()) -> Row | None:
-    reply = planner_reply(example.workflow, example.retrieval)
+def sft_row(example: Example, tools: Sequence[ToolSpec] = (), reply_format: ReplyFormat = "json") -> Row | None:
+    reply = planner_reply(example.workflow, example.retrieval, reply_format)
     if reply is None:
         return None
-    return {"prompt": planner_messages(example.retrieval, tools=tools), "completion": _assistant(reply)}
+    prompt = planner_messages(example.retrieval, tools=tools, reply_format=reply_format)
+    return {"prompt": prompt, "completion": _assistant(reply)}
 
 
-def grpo_row(example: Example, tools: Sequence[ToolSpec] = ()) -> Row:
+def grpo_row(example: Example, tools: Sequence[ToolSpec] = (), reply_format: ReplyFormat = "json") -> Row:
+    """A GRPO prompt with the columns ``trainer.rewards`` reads (``reply_format`` tells it how to parse)."""
     return {
-        "prompt": planner_messages(example.retrieval, tools=tools),
+        "prompt": planner_messages(example.retrieval, tools=tools, reply_format=reply_format),
         "gold_steps": [{"type": s.type, "text": s.text} for s in example.workflow.steps],
-        "n_sources": len(select_context(example.retrieval, 1.0).passages),
+        "n_sources": len(shown_sources(example.retrieval, 1.0, reply_format).passages),
+        "reply_format": reply_format,
     }
 
 
@@ -395,6 +405,7 @@ class BuildConfig:
     min_pairs: int = 32
     max_per_question: int = 8
     tools: tuple[ToolSpec, ...] = ()  # the deployment's tool catalogue: the serving prompt lists it too
+    reply_format: ReplyFormat = "json"  # the served backend's (generation.planner.reply_format_for)
 
 
 def build(
@@ -407,7 +418,10 @@ def build(
     preference pairs; synthesised richness pairs only top up the human pairs to ``cfg.min_pairs``."""
     human = vote_pairs(answers) + correction_pairs(answers) + list(execution)
     # Rows are rendered with the serving prompt, which lists the deployment's tools.
-    dpo, kto, sft, grpo = (functools.partial(r, tools=cfg.tools) for r in (dpo_row, kto_row, sft_row, grpo_row))
+    dpo, kto, sft, grpo = (
+        functools.partial(r, tools=cfg.tools, reply_format=cfg.reply_format)
+        for r in (dpo_row, kto_row, sft_row, grpo_row)
+    )
     human_rows = _rows(human, dpo)
     synthesised = [p for p in map(richness_pair, knowledge) if p is not None]
     wanted = max(0, cfg.min_pairs - len(human_rows))

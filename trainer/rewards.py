@@ -1,7 +1,8 @@
 """GRPO rewards for the Planner: pure functions of one completion, importable without trl.
 
-A completion is the Planner's raw reply (the JSON of ``generation.prompts.WORKFLOW_SCHEMA``). It is
-read by the serving parser and checked by the serving validator, then rewarded with
+A completion is the Planner's raw reply (the JSON of ``generation.prompts.WORKFLOW_SCHEMA``, or the
+numbered lines of ``generation.lines``). It is read by the serving parser (lines: with the serving
+link repair) and checked by the serving validator, then rewarded with
 
 * a **rubric** in [0, 1], the verifiable part of the Scorer's criteria: structurally valid
   (``generation.validation``), grounded (every step cites a source shown in the prompt), complete
@@ -14,7 +15,8 @@ contains, so that every readable workflow outranks every unreadable reply while 
 yet write the JSON still gets a gradient (GRPO learns nothing from a group of equal rewards).
 
 GRPO dataset rows carry, besides ``prompt``: ``gold_steps`` (the accepted workflow's steps,
-``[{"type", "text"}]``) and ``n_sources`` (how many numbered sources the prompt shows).
+``[{"type", "text"}]``), ``n_sources`` (how many numbered sources the prompt shows) and
+``reply_format`` ("json" when absent).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import PlanError
 from core.types import Chunk, Passage, Retrieval, Workflow
+from generation.lines import read_lines
 from generation.planner import parse_workflow, unsupported
+from generation.prompts import ReplyFormat
 from generation.stepscore import THRESHOLD, lexical_similarity, score_case, token_f1
 from generation.validation import problems
 
@@ -67,10 +71,18 @@ def completion_text(completion: str | Sequence[Mapping[str, Any]]) -> str:
     return "".join(str(m.get("content") or "") for m in completion if m.get("role") == "assistant")
 
 
-def judge(text: str, gold_steps: Sequence[Mapping[str, str]], n_sources: int) -> Verdict:
+def judge(
+    text: str, gold_steps: Sequence[Mapping[str, str]], n_sources: int, reply_format: ReplyFormat = "json"
+) -> Verdict:
     """The verdict on one reply to a prompt that showed ``n_sources`` numbered sources."""
+    sources = _numbered_sources(n_sources)
     try:
-        workflow = parse_workflow(text, _numbered_sources(n_sources), 1.0)
+        if reply_format == "lines":
+            workflow = read_lines(text, "", sources.passages).workflow
+            if not workflow.steps:
+                raise PlanError("no step in the reply", raw=text)
+        else:
+            workflow = parse_workflow(text, sources, 1.0)
     except PlanError:
         gold_words = " ".join(g["text"] for g in gold_steps)
         return Verdict(readable=False, overlap=token_f1(text, gold_words) if gold_words else 0.0)

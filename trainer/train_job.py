@@ -293,7 +293,11 @@ def workflow_reward(config: JobConfig) -> Callable[..., list[float]]:
     def workflow_reward(
         completions: Sequence[Any], gold_steps: Sequence[Any], n_sources: Sequence[int], **kwargs: Any
     ) -> list[float]:
-        verdicts = [judge(completion_text(c), g, n) for c, g, n in zip(completions, gold_steps, n_sources, strict=True)]
+        formats = kwargs.get("reply_format") or ["json"] * len(completions)
+        verdicts = [
+            judge(completion_text(c), g, n, f)
+            for c, g, n, f in zip(completions, gold_steps, n_sources, formats, strict=True)
+        ]
         if log_metric := kwargs.get("log_metric"):
             log_metric("readable", statistics.fmean(v.readable for v in verdicts))
             log_metric("rubric", statistics.fmean(v.rubric for v in verdicts))

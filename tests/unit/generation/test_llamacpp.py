@@ -14,7 +14,9 @@ import pytest
 
 from core.errors import ModelUnavailable
 from core.settings import LlamaCppSettings
+from core.types import Chunk, Passage, Retrieval
 from generation.llamacpp import PACKAGED_MODEL, LlamaCppChatModel, fold_system_messages, schema_grammar
+from generation.planner import LlmPlanner
 from generation.ports import ChatModel, Message
 
 require_llamacpp = pytest.mark.skipif(
@@ -131,3 +133,20 @@ def test_system_messages_fold_into_the_first_user_turn() -> None:
     assert [m["role"] for m in folded] == ["user", "assistant"]
     assert folded[0]["content"].startswith("You write troubleshooting checklists as JSON.\n\nAnswer in JSON.")
     assert fold_system_messages([{"role": "system", "content": "s"}]) == [{"role": "user", "content": "s"}]
+
+
+@require_llamacpp
+async def test_the_planners_lines_reply_under_the_grammar_is_a_valid_workflow(gemma: LlamaCppChatModel) -> None:
+    texts = [
+        "Check whether the pod restarts with kubectl get pods. If it is in CrashLoopBackOff, read its logs.",
+        "Roll back the last deployment when the logs show a bad config; otherwise escalate to the app team.",
+    ]
+    passages = tuple(
+        Passage(chunk=Chunk(chunk_id=f"c{n}", doc_id="PodCrash.md", ordinal=n, title="PodCrash", text=t), score=1.0)
+        for n, t in enumerate(texts)
+    )
+    planner = LlmPlanner(gemma, reply_format="lines")
+    workflow = await planner.plan(Retrieval(query="my pod keeps restarting", passages=passages))
+    assert workflow.steps and workflow.steps[-1].type == "terminal"
+    assert all(s.citations for s in workflow.steps)
+    assert planner.stats["valid"] == planner.stats["replies"] == 1

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from core.types import Branches, Chunk, Citation, Passage, Retrieval, Step, Workflow
-from generation.planner import parse_workflow
-from generation.prompts import planner_messages, scorer_messages
+from generation.planner import parse_lines, parse_workflow
+from generation.prompts import PLANNER_LINES_SYSTEM, planner_messages, scorer_messages
 from trainer.datasets import (
     BuildConfig,
     Example,
@@ -200,7 +200,7 @@ def test_rich_context_is_preferred_to_poor_context() -> None:
     assert pair is not None and pair.origin == "richness"
     chosen, rejected = [s.text for s in pair.chosen.steps], [s.text for s in pair.rejected.steps]
     assert "Raise max_connections and restart the pool." in chosen
-    assert len(rejected) < len(chosen) and set(rejected) < set(chosen)
+    assert "Raise max_connections and restart the pool." not in rejected and len(rejected) < len(chosen)
 
 
 def test_without_steps_in_the_leading_runbook_nothing_is_synthesised() -> None:
@@ -314,3 +314,26 @@ def test_synthesised_pairs_only_top_up_scarce_human_pairs(min_pairs: int, synthe
     assert sum(data.sizes()["dpo"].values()) == 1 + synthesised
     assert sum(data.sizes()["sft"].values()) == 1 + len(knowledge)  # the accepted answer and the runbooks
     assert sum(data.sizes()["scorer"].values()) == 2 * (1 + len(knowledge))
+
+
+def test_lines_rows_carry_the_compact_prompt_and_read_back_with_the_serving_reader() -> None:
+    r = retrieval(Q1)
+    row = dpo_row(Preference(r, GOOD, BAD, "votes"), reply_format="lines")
+    assert row is not None and row["prompt"] == planner_messages(r, reply_format="lines")
+    chosen = row["chosen"][0]["content"]
+    assert chosen == (
+        "1. Terminate idle connections older than one hour [3]\n2= Raise max_connections and restart the pool [3]\n"
+    )  # chunk #2 is the compact prompt's source [3]
+    back, repairs = parse_lines(chosen, r, 1.0)
+    assert repairs == 0 and [s.text for s in back.steps] == [s.text for s in GOOD.steps]
+    assert [c.chunk_id for s in back.steps for c in s.citations] == ["db/PostgresTooManyConnections.md#2"] * 2
+
+
+def test_build_renders_every_planner_dataset_in_the_configured_reply_format() -> None:
+    answers = [answer(1, Q1, GOOD, 1), answer(2, Q2, BAD, -1, corrections=(GOOD,))]
+    data = build(answers, [retrieval(Q1)], cfg=BuildConfig(min_pairs=0, eval_fraction=0.01, reply_format="lines"))
+    rows = [row for part in (data.train, data.eval) for name in ("sft", "dpo", "kto") for row in part[name]]
+    assert len(rows) == 6 and all(r["prompt"][0]["content"] == PLANNER_LINES_SYSTEM for r in rows)
+    completions = [r.get("completion", r.get("chosen"))[0]["content"] for r in rows]
+    assert all(re.match(r"^1[.?=] ", c) for c in completions)
+    assert {r["reply_format"] for part in (data.train, data.eval) for r in part["grpo"]} == {"lines"}

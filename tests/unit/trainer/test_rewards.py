@@ -106,3 +106,25 @@ def test_conversational_completions_are_read_from_the_assistant_turn() -> None:
     completion = [{"role": "assistant", "content": GOOD}]
     assert completion_text(completion) == GOOD
     assert judge(completion_text(completion), GOLD, 2).readable
+
+
+LINES_GOOD = (
+    "1. Check the pod logs for errors [1]\n2? Is the node ready? yes: 3 no: 4 [1]\n3= Restart the deployment [2]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "readable", "rubric"),
+    [
+        # "no: 4" dangles: the serving repair sends it to the next line, so the workflow is valid.
+        pytest.param(LINES_GOOD, True, 1.0, id="lines-repaired-and-valid"),
+        pytest.param("1= Restart the deployment [3]\n", True, (0 + 0 + 0.5 + 1) / 4, id="lines-citing-outside"),
+        pytest.param("Restart the deployment, I think.", False, 0.0, id="lines-prose"),
+    ],
+)
+def test_lines_replies_are_judged_by_the_serving_reader(text: str, readable: bool, rubric: float) -> None:
+    verdict = judge(text, GOLD, 2, "lines")
+    assert verdict.readable is readable
+    assert verdict.rubric == pytest.approx(rubric)
+    if readable:
+        assert verdict.stepscore == (1.0 if text == LINES_GOOD else 0.5)  # 1 of 3 gold steps, exactly

@@ -1,0 +1,349 @@
+"""The learning curve of the packaged gemma3-270m: base → SFT → DPO (or KTO) → GRPO, and the Scorer's DPO.
+
+The dev cases are split by document into a training part and a held-aside part (fixed seed). The
+training cases are replayed as engineers would answer them through the record store: the bot's
+answer (the extractive planner) gets 👍 when its STEPScore F1 against the gold is at least
+``CLOSE``, else 👎 and an Edit equal to the gold. Each stage is then a real ``opsflow train run``
+(export → the job subprocess → the gate against the served version), started from the last
+promoted adapter. After each stage the stage's adapter (promoted or not, so a refused stage shows on
+the curve) plans the held-aside cases with numbered-line replies, LLM only (``bench.planners``), and
+the Scorer's pairwise accuracy is measured on held-aside pairs: the gold ≻ a corrupted copy (steps
+shuffled, a decision dropped, another runbook's steps) and the gold ≻ a 👎-worthy answer.
+
+Needs the train extra and a knowledge base of ``../shared/bench/corpus`` in OPSFLOW_DATA_DIR (ingested
+when empty). Everything it writes goes to ``--out`` (default ``<data_dir>/learning-curve``, replaced each
+run): records, datasets, adapters, ``learning_curve.json`` and ``learning_curve.png``. Keep it out of
+CI; on 2 shared cores run it with ``nice``::
+
+    nice -n 15 .venv/bin/python -m bench.learning_curve [--held 0.3] [--eval-cases 12] [--sft-steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._common import ROOT, SHARED_BENCH
+from bench.planners import WRONG_BELOW, answerable, llm_only, similarity_embedder, step_f1
+from bot.app import Knowledge, open_knowledge
+from bot.evaluation import EVAL_DEPTH, Case, load_cases
+from bot.ingest import ingest
+from core.settings import Settings
+from core.types import Retrieval, Workflow
+from generation.editing import from_lines
+from generation.llamacpp import LlamaCppChatModel
+from generation.planner import LlmPlanner
+from generation.scorer import Scorer
+from retrieval.ports import Embedder
+from trainer.store import Interaction
+
+CLOSE = 0.5  # an answer this close to the gold gets a 👍
+REPLAY_USER = "bench-replay"
+Pair = tuple[str, Retrieval, Workflow, Workflow]
+"""(kind, retrieval, the better workflow, the worse one), for the Scorer."""
+
+
+def split_by_document(cases: Sequence[Case], held: float, seed: int) -> tuple[list[Case], list[Case]]:
+    """(training, held-aside) answerable cases; every case of a document falls on the same side."""
+    docs = sorted({c.doc_ids[0] for c in cases if c.doc_ids})
+    random.Random(seed).shuffle(docs)
+    aside = set(docs[: max(1, round(held * len(docs)))])
+    usable = [c for c in answerable(cases) if c.doc_ids]
+    return [c for c in usable if c.doc_ids[0] not in aside], [c for c in usable if c.doc_ids[0] in aside]
+
+
+def gold_lines(steps: Sequence[dict[str, Any]]) -> str:
+    """The gold steps as the Edit modal's lines: a chain, decisions going on (yes) or to the end (no)."""
+    texts = [(str(g["type"]), " ".join(str(g["text"]).split())) for g in steps if str(g.get("text", "")).strip()]
+    last = len(texts)
+    lines = []
+    for i, (kind, text) in enumerate(texts, 1):
+        if kind == "decision" and i < last:
+            lines.append(f"{i}? {text} yes: {i + 1} no: {last}")
+        else:
+            lines.append(f"{i}{'=' if i == last else '.'} {text}")
+    return "\n".join(lines)
+
+
+def gold_workflow(steps: Sequence[dict[str, Any]], answer: Workflow | None, title: str) -> Workflow:
+    """The gold as an engineer's Edit of ``answer``: lines keep the sources of the step they replace."""
+    return from_lines(gold_lines(steps), answer or Workflow(title=title, steps=()))
+
+
+async def replay(kb: Knowledge, embedder: Embedder | None, cases: Sequence[Case]) -> dict[str, int]:
+    """Answer each training case, record it, and vote (and edit) as an engineer comparing it to the gold."""
+    counts = {"up": 0, "down_edited": 0, "abstained": 0}
+    for case in cases:
+        answer, retrieval = await kb.service.answer(case.query, k=EVAL_DEPTH, planner="extractive")
+        if answer.abstained or answer.workflow is None:
+            counts["abstained"] += 1
+            continue
+        interaction = await kb.records.add_interaction(
+            Interaction(
+                origin="cli",
+                user=REPLAY_USER,
+                query=case.query,
+                answer=answer.model_dump(mode="json"),
+                context={"query": case.query, "retrieval": retrieval.model_dump(mode="json")},
+                model=answer.model,
+                planner=answer.planner,
+                abstained=False,
+            )
+        )
+        if await step_f1(embedder, answer.workflow, case) >= CLOSE:
+            await kb.records.record_feedback(interaction.id, REPLAY_USER, via="reaction", vote=1)
+            counts["up"] += 1
+        else:
+            fixed = gold_workflow(case.gold_steps, answer.workflow, answer.workflow.title)
+            await kb.records.record_feedback(
+                interaction.id, REPLAY_USER, via="edit", vote=-1, corrected=fixed.model_dump(mode="json")
+            )
+            counts["down_edited"] += 1
+    return counts
+
+
+def corruptions(case: Case, other: Case, rng: random.Random) -> dict[str, list[dict[str, Any]]]:
+    """Worse copies of the case's gold steps, by kind."""
+    gold = [g for g in case.gold_steps if str(g.get("text", "")).strip()]
+    shuffled = gold[:]
+    while len(gold) > 1 and shuffled == gold:
+        rng.shuffle(shuffled)
+    decisions = [i for i, g in enumerate(gold) if g["type"] == "decision"]
+    drop = decisions[0] if decisions else len(gold) // 2
+    out = {"shuffled": shuffled, "decision_dropped": gold[:drop] + gold[drop + 1 :], "other_runbook": other.gold_steps}
+    return {kind: list(steps) for kind, steps in out.items() if steps and steps != gold}
+
+
+async def scorer_pairs(
+    kb: Knowledge, cases: Sequence[Case], seed: int
+) -> list[tuple[str, Retrieval, Workflow, Workflow]]:
+    """Held-aside (kind, retrieval, better, worse) pairs for the Scorer."""
+    rng = random.Random(seed)
+    pairs = []
+    for n, case in enumerate(cases):
+        retrieval = await kb.retriever.retrieve(case.query, k=EVAL_DEPTH)
+        answer, _ = await kb.service.answer(case.query, k=EVAL_DEPTH, planner="extractive")
+        good = gold_workflow(case.gold_steps, answer.workflow, case.query)
+        for kind, steps in corruptions(case, cases[(n + 1) % len(cases)], rng).items():
+            pairs.append((kind, retrieval, good, gold_workflow(steps, answer.workflow, case.query)))
+        if answer.workflow is not None and await step_f1(None, answer.workflow, case) < WRONG_BELOW:
+            pairs.append(("rejected_answer", retrieval, good, answer.workflow))
+    return pairs
+
+
+async def scorer_accuracy(scorer: Scorer, pairs: Sequence[Pair]) -> dict[str, Any]:
+    """Share of pairs the Scorer rates the better side higher (a tie counts half), overall and by kind."""
+    wins: dict[str, list[float]] = {}
+    for kind, retrieval, good, bad in pairs:
+        better, worse = await scorer.score(retrieval, good), await scorer.score(retrieval, bad)
+        wins.setdefault(kind, []).append(
+            1.0 if better.value > worse.value else 0.5 if better.value == worse.value else 0.0
+        )
+    every = [w for ws in wins.values() for w in ws]
+    return {
+        "accuracy": round(sum(every) / len(every), 4) if every else None,
+        "ties": round(sum(w == 0.5 for w in every) / len(every), 4) if every else None,
+        "pairs": len(every),
+        "by_kind": {k: round(sum(ws) / len(ws), 4) for k, ws in sorted(wins.items())},
+    }
+
+
+def train_stage(env: dict[str, str], method: str, target: str, steps: int, args: argparse.Namespace,
+                init_adapter: Path | None) -> dict[str, Any]:  # fmt: skip
+    """One ``opsflow train run … --json`` in a subprocess (export, the job, the gate); its JSON and wall time."""
+    batch = args.generations if method == "grpo" else args.batch_size  # one prompt's completions per step
+    command = [sys.executable, "-m", "bot", "train", "run", method, "--target", target, "--steps", str(steps),
+               "--batch-size", str(batch), "--max-length", str(args.max_length), "--json"]  # fmt: skip
+    if method == "grpo":
+        command += ["--max-completion-length", str(args.completion_length)]
+    if init_adapter is not None:
+        command += ["--init-adapter", str(init_adapter)]
+    print(f"$ {' '.join(command[1:])}", flush=True)
+    started = time.monotonic()
+    done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=False)
+    wall = round(time.monotonic() - started, 1)
+    if done.returncode != 0:
+        return {"failed": f"exit code {done.returncode}", "wall_seconds": wall}
+    return json.loads(done.stdout) | {"wall_seconds": wall}
+
+
+def chat_model(settings: Settings, gguf: str | None) -> LlamaCppChatModel:
+    return LlamaCppChatModel(settings.llamacpp.model_copy(update={"lora_path": gguf}), settings.data_dir)
+
+
+async def measure(
+    kb: Knowledge, settings: Settings, embedder: Embedder | None, held: Sequence[Case], gguf: str | None
+) -> dict[str, Any]:
+    """The planner's LLM-only metrics on ``held`` with the adapter ``gguf`` (None: the base model)."""
+    model = chat_model(settings, gguf)
+    try:
+        result = await llm_only(kb.retriever, embedder, LlmPlanner(model, reply_format="lines"), held)
+    finally:
+        await model.aclose()
+    result.pop("rows")
+    return result
+
+
+async def measure_scorer(settings: Settings, pairs: Sequence[Pair], gguf: str | None) -> dict[str, Any]:
+    """The Scorer's pairwise accuracy with the adapter ``gguf`` (None: the base model)."""
+    model = chat_model(settings, gguf)
+    try:
+        return await scorer_accuracy(Scorer(model), pairs)
+    finally:
+        await model.aclose()
+
+
+def plot(stages: Sequence[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s["stage"] for s in stages]
+    x = list(range(len(names)))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for key, label in (("valid_rate", "valid rate"), ("llm_only_f1", "LLM-only F1"),
+                       ("valid_but_wrong", "valid but wrong"), ("extractive_f1", "extractive F1")):  # fmt: skip
+        ax.plot(x, [s.get(key) for s in stages], marker="o", label=label)
+    scorer = [(i, s["scorer"]["accuracy"]) for i, s in enumerate(stages) if s.get("scorer")]
+    if scorer:
+        ax.plot(*zip(*scorer, strict=True), marker="s", linestyle="--", label="Scorer pairwise accuracy")
+    for i, s in enumerate(stages):
+        if s.get("gate"):
+            ax.annotate(s["gate"], (i, 1.02), ha="center", fontsize=8)
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1.1)
+    ax.set_title("gemma3-270m learning curve on held-aside dev cases")
+    ax.legend(fontsize=8, loc="center left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _environment(settings: Settings, out: Path, cases_file: Path, args: argparse.Namespace) -> dict[str, str]:
+    """What the ``opsflow train run`` subprocesses see: this run's records, adapters and gate cases."""
+    return os.environ | {
+        "OPSFLOW_DATA_DIR": str(settings.data_dir),
+        "OPSFLOW_RECORDS__URL": f"sqlite:///{out / 'records.sqlite'}",
+        "OPSFLOW_LLM__BACKEND": "llamacpp",
+        "OPSFLOW_TRAIN__OUTPUT_DIR": str(out / "adapters"),
+        "OPSFLOW_TRAIN__EVAL_CASES": str(cases_file),
+        "OPSFLOW_TRAIN__EVAL_FRACTION": str(args.export_eval_fraction),
+        "OPSFLOW_TRAIN__KNOWLEDGE_QUESTIONS": str(args.knowledge_questions),
+        "OPSFLOW_TRAIN__SEED": str(args.seed),
+    }
+
+
+def _summary_line(stage: dict[str, Any]) -> str:
+    s = stage
+    scorer = s.get("scorer") or {}
+    return (
+        f"{s['stage']:10} valid {s['valid_rate']:.0%}  valid-but-wrong {s['valid_but_wrong']:.0%}  "
+        f"LLM-only F1 {s['llm_only_f1']:.3f}  extractive F1 {s['extractive_f1']:.3f}  "
+        f"lint-clean {s['lint_clean_rate']:.0%}  p50 {s['latency_s']['p50']:.1f} s  "
+        f"scorer acc {scorer.get('accuracy', '-')}  s/step {s.get('seconds_per_step', '-')}  "
+        f"wall {s.get('wall_seconds', '-')} s  peak RSS {s.get('peak_rss_mb', '-')} MB  gate {s.get('gate', '-')}"
+    )
+
+
+def prepare(args: argparse.Namespace) -> tuple[Path, list[Case], list[Case]]:
+    """A fresh work folder, and the (training, held-aside) cases; the held-aside ones written as gate cases."""
+    out: Path = (args.out or Settings().data_dir / "learning-curve").resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    training, held = split_by_document(load_cases(SHARED_BENCH / "cases.dev.jsonl"), args.held, args.seed)
+    held = held[: args.eval_cases]
+    (out / "held_aside.jsonl").write_text("".join(c.model_dump_json() + "\n" for c in held), encoding="utf-8")
+    return out, training, held
+
+
+async def run(args: argparse.Namespace, out: Path, training: list[Case], held: list[Case]) -> list[dict[str, Any]]:
+    env = _environment(Settings(), out, out / "held_aside.jsonl", args)
+    settings = Settings(records={"url": env["OPSFLOW_RECORDS__URL"]}, llm={"backend": "llamacpp"})
+    print(f"{len(training)} training cases, {len(held)} held-aside cases; work in {out}", flush=True)
+    stages: list[dict[str, Any]] = []
+    async with open_knowledge(settings) as kb:
+        if not await kb.builder.known():
+            print("ingesting the benchmark corpus", flush=True)
+            await ingest([SHARED_BENCH / "corpus"], kb.builder, max_bytes=5_000_000)
+        embedder = await similarity_embedder(kb.embedder)
+        print(f"replay: {await replay(kb, embedder, training)}", flush=True)
+        pairs = await scorer_pairs(kb, held, args.seed)
+        base = await measure(kb, settings, embedder, held, None)
+        stages.append({"stage": "base"} | base | {"scorer": await measure_scorer(settings, pairs, None)})
+        print(_summary_line(stages[-1]), flush=True)
+        plan = [("sft", args.sft_steps), (args.preference, args.pref_steps), ("grpo", args.grpo_steps)]
+        init: Path | None = None
+        for method, steps in plan:
+            job = await asyncio.to_thread(train_stage, env, method, "planner", steps, args, init)
+            stage: dict[str, Any] = {"stage": method, "wall_seconds": job["wall_seconds"]}
+            if "failed" in job:
+                stages.append(stage | {"failed": job["failed"]})
+                print(f"{method}: {job['failed']}", flush=True)
+                continue
+            stage |= _job_metrics(job)
+            stage |= await measure(kb, settings, embedder, held, job["adapter"])
+            stages.append(stage)
+            print(_summary_line(stage), flush=True)
+            if job["status"] == "promoted":
+                init = Path(job["job"]["adapter_dir"])
+        job = await asyncio.to_thread(train_stage, env, "dpo", "scorer", args.scorer_steps, args, None)
+        if "failed" in job:
+            print(f"scorer dpo: {job['failed']}", flush=True)
+        else:
+            accuracy = await measure_scorer(settings, pairs, job["adapter"])
+            stages.append(
+                {"stage": "scorer-dpo", "scorer": accuracy, "wall_seconds": job["wall_seconds"]} | _job_metrics(job)
+            )
+            print(f"scorer-dpo: {accuracy}, gate {job['status']}", flush=True)
+    return stages
+
+
+def _job_metrics(job: dict[str, Any]) -> dict[str, Any]:
+    metrics = job["job"]["metrics"]
+    return {
+        "steps": metrics["steps"],
+        "seconds_per_step": metrics["seconds_per_step"],
+        "peak_rss_mb": metrics["peak_rss_mb"],
+        "gate": job["status"],
+        "gate_metrics": job["metrics"].get("gate"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="Default: <data_dir>/learning-curve.")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--held", type=float, default=0.3, help="Share of documents held aside.")
+    parser.add_argument("--eval-cases", type=int, default=12, help="Held-aside cases measured (and gated on).")
+    parser.add_argument("--preference", choices=["dpo", "kto"], default="dpo")
+    parser.add_argument("--sft-steps", type=int, default=30)
+    parser.add_argument("--pref-steps", type=int, default=15)
+    parser.add_argument("--grpo-steps", type=int, default=4)
+    parser.add_argument("--scorer-steps", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--generations", type=int, default=4, help="GRPO completions per prompt (its batch).")
+    parser.add_argument("--completion-length", type=int, default=160, help="GRPO tokens per completion.")
+    parser.add_argument("--max-length", type=int, default=1024)
+    parser.add_argument("--knowledge-questions", type=int, default=60)
+    parser.add_argument("--export-eval-fraction", type=float, default=0.05)
+    args = parser.parse_args()
+    out, training, held = prepare(args)
+    stages = asyncio.run(run(args, out, training, held))
+    (out / "learning_curve.json").write_text(json.dumps(stages, indent=2, default=str), encoding="utf-8")
+    plot(stages, out / "learning_curve.png")
+    print("\n".join(_summary_line(s) for s in stages if "valid_rate" in s))
+    print(f"curve: {out / 'learning_curve.png'}; numbers: {out / 'learning_curve.json'}")
+
+
+if __name__ == "__main__":
+    main()
