@@ -12,13 +12,18 @@ from pathlib import Path
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.alerting import AlertDispatcher
+from bot.corrections import Corrections
 from bot.executor import Executor
+from bot.feedback import FeedbackListeners
 from bot.ingest import ingest
 from bot.metrics import Metrics
+from bot.records import BotRecords
 from bot.service import Service
 from bot.serving import ServedModels, create_ollama_model, open_served_models
 from bot.slack import AdminCommand, SlackBot
+from bot.slack_api import SlackApi, web_client
 from bot.slack_checks import SlackChecks
+from bot.threads import ThreadService
 from connectors.tools import Toolbox, catalogue
 from core.errors import ConfigError, ModelUnavailable
 from core.settings import GraphSettings, RetrievalSettings, Settings
@@ -34,7 +39,7 @@ from retrieval.knowledge import KnowledgeBuilder
 from retrieval.ollama_embedding import OllamaEmbedder
 from retrieval.ports import ChunkIndex, Embedder, GraphStore, IncidentExtractor
 from retrieval.retriever import Retriever
-from trainer.store import ModelVersion, RecordStore
+from trainer.store import ModelVersion
 
 
 def build_chunk_index(cfg: RetrievalSettings, data_dir: Path, dim: int) -> ChunkIndex:
@@ -76,6 +81,10 @@ def build_chat_model(settings: Settings) -> ChatModel:
             from generation.llamacpp import LlamaCppChatModel
 
             return LlamaCppChatModel(settings.llamacpp, settings.data_dir)
+        case "openai":
+            from generation.openai_compat import OpenAIChatModel
+
+            return OpenAIChatModel(settings.openai)
 
 
 async def build_adapted_chat_model(settings: Settings, version: ModelVersion) -> ChatModel:
@@ -92,6 +101,12 @@ async def build_adapted_chat_model(settings: Settings, version: ModelVersion) ->
         case "ollama":
             tag = await create_ollama_model(settings.ollama, version, adapter)
             return OllamaChatModel(settings.ollama.model_copy(update={"model": tag}))
+        case "openai":
+            raise ModelUnavailable(
+                f"version {version.id}: an OpenAI-compatible server loads adapters itself (vLLM: --lora-modules); "
+                "serve it there and set OPSFLOW_OPENAI__MODEL to its name",
+                backend="openai",
+            )
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,7 @@ class Knowledge:
     graph: GraphStore
     builder: KnowledgeBuilder
     retriever: Retriever
-    records: RecordStore
+    records: BotRecords
     service: Service
     embedder: Embedder
     chat: ChatModel
@@ -119,7 +134,7 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
         stack.push_async_callback(index.aclose)
         graph = build_graph_store(settings.graph, settings.data_dir)
         stack.push_async_callback(graph.aclose)
-        records = RecordStore(settings.records_url)
+        records = BotRecords(settings.records_url)
         stack.push_async_callback(records.aclose)
         chat = build_chat_model(settings)
         stack.push_async_callback(chat.aclose)
@@ -145,7 +160,7 @@ async def open_knowledge(settings: Settings) -> AsyncIterator[Knowledge]:
             reply_format=reply_format_for(settings.llm.backend),
         )
         scorer = Scorer(served.models["scorer"]) if wants_scorer else None
-        service = Service(retriever, settings.planner, planner, scorer)
+        service = Service(retriever, settings.planner, planner, scorer, Corrections(records, index))
         yield Knowledge(index, graph, builder, retriever, records, service, embedder, chat, served)
 
 
@@ -156,11 +171,12 @@ def build_executor(settings: Settings, kb: Knowledge) -> Executor:
 
 @dataclass
 class Bot:
-    """The serving side: the knowledge, the Slack app, the alert dispatcher and their metrics."""
+    """The serving side: the knowledge, the Slack app, the thread service, the alert dispatcher and metrics."""
 
     settings: Settings
     kb: Knowledge
     slack: SlackBot
+    threads: ThreadService
     alerts: AlertDispatcher
     metrics: Metrics
 
@@ -200,17 +216,16 @@ def build_bot(
         models = "; ".join(f"{target}: {model.name}" for target, model in kb.served.models.items())
         return f"opsflow knows {facts}. Planner: {settings.planner.kind}. Models — {models}."
 
-    slack = SlackBot(
-        cfg,
-        kb.service,
-        kb.records,
-        metrics,
-        client=client,
-        doc_url=(lambda doc_id: f"{base}/{doc_id}") if base else None,
-        admin_commands={"ingest": ingest_command, **(admin_commands or {})},
-        status=status,
-    )
-    checks = SlackChecks(slack, build_executor(settings, kb), kb.records, settings.tools)
+    api = SlackApi(client or web_client(cfg), metrics)
+    doc_url = (lambda doc_id: f"{base}/{doc_id}") if base else None
+    tools = catalogue(settings.tools)
+    threads = ThreadService(cfg, kb.service, kb.records, api, metrics, tools=tools, doc_url=doc_url)
+    feedback = FeedbackListeners(cfg, kb.records, api, metrics, Corrections(kb.records, kb.index))
+    commands = {"ingest": ingest_command, **(admin_commands or {})}
+    slack = SlackBot(cfg, threads, feedback, kb.records, metrics, admin_commands=commands, status=status)
+    checks = SlackChecks(slack.app, threads, build_executor(settings, kb), kb.records, settings.tools)
     checks.register()
-    alerts = AlertDispatcher(settings.alerts, kb.records, slack, metrics, after_answer=checks.auto_run)
-    return Bot(settings, kb, slack, alerts, metrics)
+    alerts = AlertDispatcher(
+        settings.alerts, kb.records, threads, metrics, client=api.client, after_answer=checks.auto_run
+    )
+    return Bot(settings, kb, slack, threads, alerts, metrics)

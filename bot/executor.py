@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from bot.records import Approval
 from connectors.redaction import redact
 from core.settings import ToolSettings
 from core.types import Action, Retrieval, RunEvent, Step, ToolResult, ToolSpec, Workflow
@@ -31,7 +32,7 @@ from generation.actions import attach_actions, needs
 from generation.decisions import decide
 from generation.ports import ChatModel
 from generation.validation import validate
-from trainer.store import Approval, ExecutorRun, RecordStore
+from trainer.store import ExecutorRun, RecordStore
 
 OnEvent = Callable[[RunEvent], Awaitable[None]]
 Outcome = Literal["resolved", "not_resolved"]

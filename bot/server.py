@@ -158,7 +158,7 @@ async def running(bot: Bot, host: str, port: int) -> AsyncIterator[str]:
         yield f"http://{bound[0]}:{bound[1]}"
     finally:
         await site.stop()  # no new requests; answers already started go on
-        await bot.slack.drain(DRAIN_S)
+        await bot.threads.drain(DRAIN_S)
         await bot.alerts.stop()
         await runner.cleanup()
 

@@ -8,7 +8,7 @@ model is unreachable or its workflow stays invalid, and the answer says so.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Literal, Protocol
 
 from core.errors import ModelUnavailable, PlanError
 from core.settings import PlannerSettings
@@ -21,29 +21,50 @@ from retrieval.retriever import Retriever
 
 PlannerKind = Literal["extractive", "llm"]
 RICHNESS = (1.0, 0.75, 0.5)  # the contexts best-of-N candidates are planned from
+AGREEMENT_MARGIN = 0.05  # how far below the bar a leading runbook may score when both rankings put it first
 
 
 def abstention(retrieval: Retrieval, cfg: PlannerSettings) -> str | None:
-    """Why the evidence is too weak to plan from, or None when it is strong enough."""
+    """Why the evidence is too weak to plan from, or None when it is strong enough.
+
+    The reason is shown after "No runbook matches:", so it says why, not that nothing matched.
+    """
     if not retrieval.passages:
         return "the knowledge base returned nothing"
     # The evidence that counts is the leading runbook's own: a strong match elsewhere does not
     # make a weak lead document relevant. A query naming a known incident is always answered.
     lead = retrieval.passages[0].chunk.doc_id
     best = retrieval.best("dense", lead)
-    if best < cfg.abstain_below and not any(h.via == "named" for h in retrieval.nodes):
-        return f"no runbook matches closely enough (nearest, {lead}, scores {best:.2f} < {cfg.abstain_below:.2f})"
+    # Two independent rankings agreeing on the lead (its words rank it first as well) lower the bar a little.
+    agreed = any(p.ranks.get("bm25") == 1 for p in retrieval.passages if p.chunk.doc_id == lead)
+    bar = cfg.abstain_below - (AGREEMENT_MARGIN if agreed else 0.0)
+    if best < bar and not any(h.via == "named" for h in retrieval.nodes):
+        return f"the nearest runbook, {lead}, scores {best:.2f} (answers need {bar:.2f})"
     return None
 
 
-class Service:
-    """Answers questions from the knowledge base."""
+class Corrector(Protocol):
+    """People's corrections applied to a new answer (``bot.corrections.Corrections``)."""
 
-    def __init__(self, retriever: Retriever, cfg: PlannerSettings, planner: LlmPlanner, scorer: Scorer | None) -> None:
+    async def apply(self, answer: Answer, retrieval: Retrieval) -> Answer: ...
+
+
+class Service:
+    """Answers questions from the knowledge base; ``corrector`` applies people's standing corrections."""
+
+    def __init__(
+        self,
+        retriever: Retriever,
+        cfg: PlannerSettings,
+        planner: LlmPlanner,
+        scorer: Scorer | None,
+        corrector: Corrector | None = None,
+    ) -> None:
         self._retriever = retriever
         self._cfg = cfg
         self._planner = planner
         self._scorer = scorer
+        self._corrector = corrector
 
     async def answer(
         self, query: str, *, k: int | None = None, planner: PlannerKind | None = None
@@ -52,6 +73,8 @@ class Service:
         started = time.perf_counter()
         retrieval = await self._retriever.retrieve(query, k=k)
         answer = await self._compose(retrieval, planner or self._cfg.kind)
+        if self._corrector is not None:
+            answer = await self._corrector.apply(answer, retrieval)
         return answer.model_copy(update={"latency_ms": round((time.perf_counter() - started) * 1000, 2)}), retrieval
 
     async def _compose(self, retrieval: Retrieval, kind: PlannerKind) -> Answer:
@@ -64,7 +87,7 @@ class Service:
             model="none",
         )
         if reason := abstention(retrieval, self._cfg):
-            return base.model_copy(update={"reason": f"no runbook matches: {reason}"})
+            return base.model_copy(update={"reason": reason})
         update: dict[str, object] = {}
         workflow = None
         if kind == "llm":

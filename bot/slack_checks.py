@@ -13,11 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck
-from slack_sdk.errors import SlackApiError
+from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.executor import Executor, Outcome, RunReport
-from bot.slack import SlackBot
+from bot.threads import ThreadService
 from core.errors import PlanError
 from core.settings import ToolSettings
 from core.types import Action, Answer, Retrieval, RunEvent
@@ -109,7 +108,7 @@ def _button(text: str, action_id: str, value: str, style: str | None = None) -> 
 class _Progress:
     """One thread message that grows with the run's events (posted at the first line)."""
 
-    def __init__(self, slack: SlackBot, channel: str, thread_ts: str | None, header: str) -> None:
+    def __init__(self, slack: ThreadService, channel: str, thread_ts: str | None, header: str) -> None:
         self._slack, self._channel, self._thread = slack, channel, thread_ts
         self._lines = [header]
         self._ts: str | None = None
@@ -130,16 +129,19 @@ class _Progress:
 
 
 class SlackChecks:
-    """The check buttons, registered on the Slack app of ``slack``."""
+    """The check buttons, registered on ``app``; messages go through the thread service."""
 
-    def __init__(self, slack: SlackBot, executor: Executor, records: RecordStore, cfg: ToolSettings) -> None:
+    def __init__(
+        self, app: AsyncApp, slack: ThreadService, executor: Executor, records: RecordStore, cfg: ToolSettings
+    ) -> None:
+        self._app = app
         self._slack = slack
         self._executor = executor
         self._records = records
         self._cfg = cfg
 
     def register(self) -> None:
-        app = self._slack.app
+        app = self._app
         app.action(RUN_CHECKS)(self._on_run_checks)
         app.action(APPROVE)(self._on_approval)
         app.action(REJECT)(self._on_approval)
@@ -166,6 +168,7 @@ class SlackChecks:
                 channel=channel,
                 thread_ts=thread,
                 retrieval=Retrieval.model_validate(context) if context else None,
+                known=(interaction.context or {}).get("known"),
                 on_event=progress.add,
             )
         except PlanError as exc:
@@ -230,7 +233,4 @@ class SlackChecks:
         await self._slack.post(channel, thread, fallback, state_blocks(report, self._cfg.approvers.get(channel, ())))
 
     async def _ephemeral(self, channel: str, user: str, text: str) -> None:
-        try:
-            await self._slack.client.chat_postEphemeral(channel=channel, user=user, text=text)
-        except SlackApiError as exc:  # the click changed nothing; only the explanation is lost
-            log.warning("ephemeral reply failed", extra={"error": str(exc)})
+        await self._slack.api.ephemeral(channel, user, text)  # a refusal is logged there; the click changed nothing

@@ -2,8 +2,9 @@
 
 SQLAlchemy 2 on SQLite (default, under the data directory) or PostgreSQL (by URL). Writes are
 committed before the call returns, so a caller may acknowledge only after ``await`` completes.
-Every table lives here (one metadata, created on first use); the record types of other modules
-(the model registry, executor runs) read and write them through ``RecordStore.transaction``.
+The tables training reads live here (one metadata, created on first use); the bot's own tables
+(``bot.records``) join the same metadata. Other modules (the model registry, executor runs) read and
+write these through ``RecordStore.transaction``.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     create_engine,
-    delete,
     event,
     select,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -113,45 +114,6 @@ class Feedback(Record):
     updated_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
 
 
-class SeenEvent(Record):
-    """Slack event ids already handled, so Slack's retries are not answered twice (across restarts)."""
-
-    __tablename__ = "seen_events"
-
-    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
-    seen_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
-
-
-class AlertRecord(Record):
-    """An alert as received, kept before the webhook is acknowledged; ``posted_at`` once it reached Slack."""
-
-    __tablename__ = "alerts"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    received_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
-    source: Mapped[str] = mapped_column(String(20))
-    fingerprint: Mapped[str] = mapped_column(String(200), index=True)
-    group_key: Mapped[str] = mapped_column(String(300), index=True)
-    status: Mapped[str] = mapped_column(String(20))
-    alert: Mapped[dict[str, Any]] = mapped_column(default=dict)  # Alert.model_dump(mode="json")
-    posted_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
-
-
-class AlertThread(Record):
-    """The one Slack thread of an alert group."""
-
-    __tablename__ = "alert_threads"
-
-    group_key: Mapped[str] = mapped_column(String(300), primary_key=True)
-    channel: Mapped[str] = mapped_column(String(100))
-    thread_ts: Mapped[str] = mapped_column(String(40))
-    status: Mapped[str] = mapped_column(String(20))  # firing | resolved
-    firing: Mapped[dict[str, Any]] = mapped_column(default=dict)  # fingerprint -> alert name, still firing
-    created_at: Mapped[dt.datetime] = mapped_column(default=_now)
-    updated_at: Mapped[dt.datetime] = mapped_column(default=_now)
-    resolved_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-
-
 class ModelVersion(Record):
     """A trained planner or scorer: what it was trained from and how it did at the gate."""
 
@@ -190,24 +152,6 @@ class ExecutorRun(Record):
     outcome: Mapped[str | None] = mapped_column(String(30), default=None)  # resolved | not_resolved
 
 
-class Approval(Record):
-    """A write step's approval: one row per run and step, so a second click cannot run it twice."""
-
-    __tablename__ = "approvals"
-    __table_args__ = (UniqueConstraint("run_id", "step_id"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("executor_runs.id", ondelete="CASCADE"), index=True)
-    step_id: Mapped[str] = mapped_column(String(100))
-    action: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    requested_at: Mapped[dt.datetime] = mapped_column(default=_now)
-    decision: Mapped[str] = mapped_column(String(20), default="pending")  # pending | approved | rejected
-    decided_by: Mapped[str | None] = mapped_column(String(200), default=None)
-    decided_at: Mapped[dt.datetime | None] = mapped_column(default=None)
-    output: Mapped[str] = mapped_column(Text, default="")
-    outcome: Mapped[str | None] = mapped_column(String(30), default=None)  # ok | error | refused
-
-
 class Lease(Record):
     """A named role one process holds until ``expires_at`` unless it renews it (the training scheduler)."""
 
@@ -244,7 +188,10 @@ class RecordStore:
                 self._engine = create_engine(self.url, pool_pre_ping=True)
                 if self._engine.dialect.name == "sqlite":
                     event.listen(self._engine, "connect", _sqlite_pragmas)
-                Record.metadata.create_all(self._engine)
+                with self._engine.begin() as connection:
+                    if connection.dialect.name == "postgresql":  # replicas starting at once on an empty database
+                        connection.execute(text("SELECT pg_advisory_xact_lock(4163)"))
+                    Record.metadata.create_all(connection)
                 self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._sessions()
 
@@ -280,20 +227,6 @@ class RecordStore:
             return list(session.scalars(query))
 
         return await self.transaction(read)
-
-    async def first_sighting(self, event_id: str, *, keep: dt.timedelta = dt.timedelta(days=1)) -> bool:
-        """Remember ``event_id``; True the first time it is seen, False for a retry or a duplicate."""
-
-        def mark(session: Session) -> bool:
-            session.execute(delete(SeenEvent).where(SeenEvent.seen_at < _now() - keep))
-            try:
-                with session.begin_nested():
-                    session.add(SeenEvent(event_id=event_id))
-            except IntegrityError:
-                return False
-            return True
-
-        return await self.transaction(mark)
 
     async def add_interaction(self, interaction: Interaction) -> Interaction:
         """Record an answer (before or after it is posted); returns it with its id."""
@@ -390,40 +323,6 @@ class RecordStore:
             return [(f, i) for f, i in session.execute(query)]
 
         return await self.transaction(read)
-
-    async def add_alerts(self, alerts: list[AlertRecord]) -> list[AlertRecord]:
-        """Store received alerts in one transaction; the webhook is acknowledged after this returns."""
-
-        def add(session: Session) -> list[AlertRecord]:
-            session.add_all(alerts)
-            session.flush()
-            return alerts
-
-        return await self.transaction(add)
-
-    async def unposted_alerts(self, group_key: str | None = None, *, limit: int = 10_000) -> list[AlertRecord]:
-        """Alerts stored but not yet in Slack (e.g. received just before a restart), oldest first."""
-
-        def read(session: Session) -> list[AlertRecord]:
-            query = select(AlertRecord).where(AlertRecord.posted_at.is_(None))
-            if group_key is not None:
-                query = query.where(AlertRecord.group_key == group_key)
-            return list(session.scalars(query.order_by(AlertRecord.id).limit(limit)))
-
-        return await self.transaction(read)
-
-    async def mark_alerts_posted(self, ids: list[int]) -> None:
-        def mark(session: Session) -> None:
-            for row in session.scalars(select(AlertRecord).where(AlertRecord.id.in_(ids))):
-                row.posted_at = _now()
-
-        await self.transaction(mark)
-
-    async def alert_thread(self, group_key: str) -> AlertThread | None:
-        return await self.transaction(lambda session: session.get(AlertThread, group_key))
-
-    async def save_alert_thread(self, thread: AlertThread) -> AlertThread:
-        return await self.transaction(lambda session: session.merge(thread))
 
     async def aclose(self) -> None:
         if self._engine is not None:

@@ -3,7 +3,8 @@
 Methods take form-encoded or JSON bodies (slack_sdk sends block-carrying calls as JSON). Messages get
 increasing ``ts`` values; Socket Mode connects to ``/api/socket`` and receives what
 ``send_over_socket`` queues; ``rate_limit(method, times)`` makes the next calls answer 429 with
-``Retry-After`` like Slack's tiers do.
+``Retry-After`` like Slack's tiers do; ``refuse_posts(channel, error)`` makes chat.postMessage there
+answer as Slack does where the bot may not post (``not_in_channel``, ``channel_not_found``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class FakeSlack:
     messages: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     user_groups: dict[str, list[str]] = field(default_factory=dict)
     _limited: dict[str, int] = field(default_factory=dict)
+    _refused: dict[str, str] = field(default_factory=dict)
     socket_acks: list[str] = field(default_factory=list)
     _envelopes: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -50,6 +52,9 @@ class FakeSlack:
 
     def rate_limit(self, method: str, times: int = 1) -> None:
         self._limited[method] = times
+
+    def refuse_posts(self, channel: str, error: str) -> None:
+        self._refused[channel] = error
 
     def of(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -75,6 +80,8 @@ class FakeSlack:
         match method:
             case "auth.test":
                 return {"ok": True, "user_id": self.bot_user, "bot_id": "BBOT", "team_id": "T1", "user": "opsflow"}
+            case "chat.postMessage" if args.get("channel", "") in self._refused:
+                return {"ok": False, "error": self._refused[args.get("channel", "")]}
             case "chat.postMessage":
                 ts = f"{1_700_000_000 + next(self._ts)}.000100"
                 channel = args.get("channel", "")
@@ -86,6 +93,16 @@ class FakeSlack:
                     return {"ok": False, "error": "message_not_found"}
                 self.messages[key] |= args
                 return {"ok": True, "channel": key[0], "ts": key[1]}
+            case "conversations.history":
+                # A channel's top-level messages, newest first, in one page. ``oldest`` is not applied:
+                # this fake's ts count up from 2023, not from the clock.
+                channel = args.get("channel", "")
+                found = [
+                    {"type": "message", "ts": ts, "text": m.get("text", ""), "blocks": _decoded_list(m.get("blocks"))}
+                    for (c, ts), m in self.messages.items()
+                    if c == channel and not m.get("thread_ts")
+                ]
+                return {"ok": True, "messages": sorted(found, key=lambda m: float(m["ts"]), reverse=True)}
             case "chat.postEphemeral":
                 return {"ok": True, "message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
             case "views.open" | "views.update" | "views.push":
@@ -100,6 +117,10 @@ class FakeSlack:
                 return {"ok": True, "url": self.url.replace("http://", "ws://") + "socket"}
             case _:
                 return {"ok": False, "error": "unknown_method"}
+
+
+def _decoded_list(value: Any) -> list[Any]:
+    return list(json.loads(value)) if isinstance(value, str) else list(value or [])
 
 
 def _decoded(value: Any) -> dict[str, Any]:
@@ -150,6 +171,7 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     app = web.Application(client_max_size=20 * 1024 * 1024)
     app.router.add_get("/api/socket", socket)
     app.router.add_post("/api/{method}", api)
+    app.router.add_get("/api/{method}", api)  # slack_sdk reads conversations.history with GET
     app.router.add_post("/api/upload/{file}", upload)
     async with loopback(app) as url:
         slack.url = f"{url}/api/"

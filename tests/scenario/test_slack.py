@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from bot.feedback import DOWNVOTE_VIEW, EDIT_VIEW
 from bot.server import socket_mode
-from bot.slack import DOWNVOTE_VIEW, EDIT_VIEW, PLACEHOLDER
+from bot.threads import PLACEHOLDER
 from core.settings import Settings
 from generation.rendering import EDIT_WORKFLOW, FEEDBACK_DOWN, FEEDBACK_UP, FLAG_STEP
 from tests.botharness import RunningBot, running_bot
@@ -189,6 +190,7 @@ async def test_admin_commands_are_refused_to_everyone_else(bot: RunningBot) -> N
     assert "admins only" in await refused.text()
     allowed = await bot.client.command("ingest /does/not/exist", user="UADMIN")
     assert "Working on" in await allowed.text()
+    assert "Usage" in (await bot.slack.wait_for("response_url"))[0].args["text"]  # done after the ack
     assert [e.actor for e in await bot.bot.kb.records.audit_log(action="slack:ingest")] == ["UADMIN"]
 
 

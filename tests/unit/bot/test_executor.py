@@ -16,13 +16,14 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from bot.executor import Executor, RunReport
+from bot.records import Approval
 from connectors.tools import Toolbox
 from core.errors import PlanError
 from core.settings import OllamaSettings, ToolSettings
 from core.types import Action, Branches, Citation, RunEvent, Step, Workflow
 from generation.ollama import OllamaChatModel
 from tests.fakes.ollama import fake_ollama
-from trainer.store import Approval, ExecutorRun, RecordStore
+from trainer.store import ExecutorRun, RecordStore
 
 CHANNEL, APPROVER, STRANGER = "C1", "U_APPROVER", "U_OTHER"
 CITE = (Citation(doc_id="rb.md", chunk_id="rb.md#0"),)

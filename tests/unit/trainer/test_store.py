@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import BackendUnavailable
-from trainer.store import AlertRecord, AlertThread, Interaction, RecordStore
+from trainer.store import Interaction, RecordStore
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -53,12 +53,6 @@ async def test_an_unreachable_database_is_a_backend_error() -> None:
     await store.aclose()
 
 
-async def test_an_event_id_is_new_once(store: RecordStore) -> None:
-    firsts = await asyncio.gather(*(store.first_sighting("Ev1") for _ in range(4)))
-    assert sorted(firsts) == [False, False, False, True]
-    assert await store.first_sighting("Ev2")
-
-
 async def test_feedback_is_one_row_per_user_and_answer_with_the_last_vote_winning(store: RecordStore) -> None:
     answer = await store.add_interaction(Interaction(origin="slack", channel="C1", message_ts="1.1", query="q"))
     await store.record_feedback(answer.id, "U1", via="reaction", vote=1)
@@ -82,19 +76,3 @@ async def test_a_thread_history_is_oldest_first(store: RecordStore) -> None:
         await store.add_interaction(Interaction(origin="slack", channel="C1", thread_ts="1.0", query=f"q{i}"))
     await store.add_interaction(Interaction(origin="slack", channel="C1", thread_ts="2.0", query="other"))
     assert [i.query for i in await store.thread_history("C1", "1.0")] == ["q0", "q1", "q2"]
-
-
-async def test_alerts_stay_unposted_until_marked(store: RecordStore) -> None:
-    rows = [
-        AlertRecord(source="alertmanager", fingerprint=f"f{i}", group_key=f"g{i % 2}", status="firing", alert={})
-        for i in range(3)
-    ]
-    await store.add_alerts(rows)
-    assert [r.fingerprint for r in await store.unposted_alerts("g0")] == ["f0", "f2"]
-    await store.mark_alerts_posted([rows[0].id, rows[2].id])
-    assert [r.fingerprint for r in await store.unposted_alerts()] == ["f1"]
-    thread = AlertThread(group_key="g0", channel="C1", thread_ts="3.0", status="firing", firing={"f0": "A"})
-    await store.save_alert_thread(thread)
-    thread.status = "resolved"
-    await store.save_alert_thread(thread)
-    assert (await store.alert_thread("g0")).status == "resolved"  # type: ignore[union-attr]
