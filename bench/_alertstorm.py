@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import itertools
 import random
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,19 +135,24 @@ class Sent:
     last_accepted_at: float = 0.0
 
 
-async def send(http: aiohttp.ClientSession, url: str, token: str, storm: Plan, *, max_attempts: int = 30) -> Sent:
-    """Send the storm, group by group in order, resending 503s after their Retry-After."""
+async def send(
+    http: aiohttp.ClientSession, urls: Sequence[str], token: str, storm: Plan, *, max_attempts: int = 30
+) -> Sent:
+    """Send the storm, group by group in order, resending 503s after their Retry-After. With several
+    ``urls`` (replicas behind a load balancer), each attempt goes to the next one: a group's
+    notifications alternate between replicas, and a refused one is resent to another."""
     sent = Sent(first_at=time.monotonic())
     by_group: dict[str, list[Notification]] = defaultdict(list)
     for n in storm.notifications:
         by_group[n.group].append(n)
     headers = {"Authorization": f"Bearer {token}"}
 
-    async def group_sender(notifications: list[Notification]) -> None:
+    async def group_sender(start: int, notifications: list[Notification]) -> None:
+        turn = itertools.count(start)
         for n in notifications:
             await asyncio.sleep(max(0.0, sent.first_at + n.at - time.monotonic()))
             for _ in range(max_attempts):
-                async with http.post(url, json=n.payload, headers=headers) as response:
+                async with http.post(urls[next(turn) % len(urls)], json=n.payload, headers=headers) as response:
                     await response.read()
                     sent.statuses[response.status] += 1
                     if response.status // 100 == 2:
@@ -160,8 +167,8 @@ async def send(http: aiohttp.ClientSession, url: str, token: str, storm: Plan, *
                 sent.gave_up.append(n)
 
     async with asyncio.TaskGroup() as tasks:
-        for notifications in by_group.values():
-            tasks.create_task(group_sender(notifications))
+        for start, notifications in enumerate(by_group.values()):
+            tasks.create_task(group_sender(start, notifications))
     return sent
 
 

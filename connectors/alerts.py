@@ -14,13 +14,24 @@ the parse grow memory.
 Alertmanager's zero time ``0001-01-01T00:00:00Z`` means unset; ``ends_at`` is kept only on resolved
 alerts (on a firing one it is a lease, not an end).
 
+A parser returns an ``AlertBatch``: the alerts, and how many more the sender left out.
+A group key names the group *at its sender*: two Alertmanagers with the same route config send the
+same ``groupKey`` for different alerts, so the key is scoped by the sender (``externalURL``, and
+Grafana's ``orgId``). The bot scopes it further by the channel each alert is routed to.
+
+Meta-alerts: Grafana's ``DatasourceNoData`` and ``DatasourceError`` are named after the rule they
+stand for (its ``rulename`` label) and say what happened to its query; heartbeats (``HEARTBEATS``:
+alerts that fire all the time to prove the pipeline works) are marked by ``is_heartbeat``.
+
 Sources:
 
 - ``alertmanager``: the webhook of Prometheus Alertmanager (version 4). One alert per entry of
-  ``alerts``; ``group_key`` is the payload's ``groupKey``, ``fingerprint`` Alertmanager's.
-  Too many alerts? Set ``max_alerts`` in the webhook config: Alertmanager then truncates.
+  ``alerts``; ``group_key`` is ``<externalURL> <groupKey>``, ``fingerprint`` Alertmanager's.
+  Too many alerts? Set ``max_alerts`` in the webhook config: Alertmanager then truncates, and
+  ``truncatedAlerts`` says by how many.
 - ``grafana``: Grafana unified alerting's webhook contact point (Alertmanager's shape plus
-  ``title``, ``message``, per-alert ``values``, ``dashboardURL``, ``panelURL``…).
+  ``orgId``, ``title``, ``message``, per-alert ``values``, ``dashboardURL``, ``panelURL``…);
+  ``group_key`` is ``<externalURL> org=<orgId> <groupKey>``.
 - ``pagerduty``: a PagerDuty v3 webhook event. ``incident.*`` events about an incident give one
   alert whose fingerprint and group key are the incident id (resolved when the incident is);
   other events (``pagey.ping``, notes, services) give none.
@@ -62,25 +73,42 @@ MAX_TEXT = 4096
 _MAX_KEY = 512  # longer fingerprints and group keys are replaced by their hash, keeping them distinct
 _NAMELESS = "unnamed alert"
 _SUMMARY_KEYS = ("summary", "description", "message")
+HEARTBEATS = frozenset({"Watchdog", "DeadMansSwitch", "InfoInhibitor"})
+_NO_DATA = {"DatasourceNoData": "returned no data", "DatasourceError": "failed to query its data source"}
 
 
-def parse_alertmanager(payload: Any) -> list[Alert]:
+class AlertBatch(list[Alert]):
+    """The alerts of one notification, in its order, and ``truncated``: how many more alerts of the
+    group its sender left out (Alertmanager's ``truncatedAlerts``; 0 when it sent them all)."""
+
+    def __init__(self, alerts: Sequence[Alert] = (), truncated: int = 0) -> None:
+        super().__init__(alerts)
+        self.truncated = truncated
+
+
+def is_heartbeat(alert: Alert) -> bool:
+    """Whether the alert is meant to fire all the time (Watchdog, DeadMansSwitch, InfoInhibitor):
+    firing means the alerting pipeline works, so there is nothing to do about it."""
+    return alert.name in HEARTBEATS or alert.labels.get("alertname") in HEARTBEATS
+
+
+def parse_alertmanager(payload: Any) -> AlertBatch:
     """Alerts of an Alertmanager webhook notification (version 4)."""
     return _parse_grouped(payload, "alertmanager", url_keys=("generatorURL",))
 
 
-def parse_grafana(payload: Any) -> list[Alert]:
+def parse_grafana(payload: Any) -> AlertBatch:
     """Alerts of a Grafana unified-alerting webhook; the link is the rule's, else the panel's or dashboard's."""
     return _parse_grouped(payload, "grafana", url_keys=("generatorURL", "panelURL", "dashboardURL"))
 
 
-def parse_pagerduty(payload: Any) -> list[Alert]:
+def parse_pagerduty(payload: Any) -> AlertBatch:
     """The incident a PagerDuty v3 webhook event is about, or nothing for other events."""
     event = _object(_object(payload, "").get("event"), "event")
     event_type = _required_text(event.get("event_type"), "event.event_type")
     data = event.get("data")
     if not event_type.startswith("incident.") or not isinstance(data, dict) or data.get("type") != "incident":
-        return []
+        return AlertBatch()
     incident_id = _key(_required_text(data.get("id"), "event.data.id", limit=None))
     resolved = event_type == "incident.resolved" or data.get("status") == "resolved"
     labels = {
@@ -95,34 +123,36 @@ def parse_pagerduty(payload: Any) -> list[Alert]:
         "status": _text(data.get("status"), "event.data.status"),
         "agent": _reference(event.get("agent")),
     }
-    return [
-        _alert(
-            "pagerduty",
-            path="event.data",
-            fingerprint=incident_id,
-            group_key=incident_id,
-            status="resolved" if resolved else "firing",
-            name=_text(data.get("title"), "event.data.title") or _cut(incident_id),
-            severity=labels["priority"] or labels["urgency"],
-            labels={k: v for k, v in labels.items() if v},
-            annotations={k: v for k, v in annotations.items() if v},
-            starts_at=_time(data.get("created_at"), "event.data.created_at"),
-            ends_at=_time(event.get("occurred_at"), "event.occurred_at") if resolved else None,
-            url=_link(data.get("html_url")),
-        )
-    ]
+    return AlertBatch(
+        [
+            _alert(
+                "pagerduty",
+                path="event.data",
+                fingerprint=incident_id,
+                group_key=incident_id,
+                status="resolved" if resolved else "firing",
+                name=_text(data.get("title"), "event.data.title") or _cut(incident_id),
+                severity=labels["priority"] or labels["urgency"],
+                labels={k: v for k, v in labels.items() if v},
+                annotations={k: v for k, v in annotations.items() if v},
+                starts_at=_time(data.get("created_at"), "event.data.created_at"),
+                ends_at=_time(event.get("occurred_at"), "event.occurred_at") if resolved else None,
+                url=_link(data.get("html_url")),
+            )
+        ]
+    )
 
 
-def parse_generic(payload: Any) -> list[Alert]:
+def parse_generic(payload: Any) -> AlertBatch:
     """Alerts in opsflow's own shape (see the module docstring)."""
     if isinstance(payload, dict) and "alerts" in payload:
-        return [_generic(item, path) for item, path in _items(payload["alerts"], "alerts")]
+        return AlertBatch([_generic(item, path) for item, path in _items(payload["alerts"], "alerts")])
     if isinstance(payload, list):
-        return [_generic(item, path) for item, path in _items(payload, "")]
-    return [_generic(payload, "")]
+        return AlertBatch([_generic(item, path) for item, path in _items(payload, "")])
+    return AlertBatch([_generic(payload, "")])
 
 
-PARSERS: dict[AlertSource, Callable[[Any], list[Alert]]] = {
+PARSERS: dict[AlertSource, Callable[[Any], AlertBatch]] = {
     "alertmanager": parse_alertmanager,
     "grafana": parse_grafana,
     "pagerduty": parse_pagerduty,
@@ -172,11 +202,15 @@ def route(alert: Alert, routes: Sequence[AlertRoute], default: str | None) -> st
     return default
 
 
-def _parse_grouped(payload: Any, source: AlertSource, *, url_keys: tuple[str, ...]) -> list[Alert]:
+def _parse_grouped(payload: Any, source: AlertSource, *, url_keys: tuple[str, ...]) -> AlertBatch:
     """Alertmanager's shape, which Grafana shares; an alert without a link of its own gets the sender's."""
     body = _object(payload, "")
-    group_key = _key(_required_text(body.get("groupKey"), "groupKey", limit=None))
     fallback_url = _link(body.get("externalURL"))
+    org = _scalar(body.get("orgId")) if source == "grafana" else ""
+    sender = " ".join(part for part in (fallback_url, f"org={org}" if org else "") if part)
+    group_key = _key(
+        " ".join(part for part in (sender, _required_text(body.get("groupKey"), "groupKey", limit=None)) if part)
+    )
     alerts = []
     for item, path in _items(body.get("alerts"), "alerts"):
         entry = _object(item, path)
@@ -185,6 +219,10 @@ def _parse_grouped(payload: Any, source: AlertSource, *, url_keys: tuple[str, ..
         status = _status(entry.get("status"), f"{path}.status", required=True)
         urls = (_link(entry.get(key)) for key in url_keys)
         name = labels.get("alertname") or _NAMELESS
+        summary = next((annotations[key] for key in _SUMMARY_KEYS if annotations.get(key)), "")
+        if name in _NO_DATA and labels.get("rulename"):  # Grafana's stand-in for a rule it could not evaluate
+            rule, failure = labels["rulename"], annotations.get("Error", "")
+            name, summary = rule, f"{rule} {_NO_DATA[name]} ({name})" + (f": {failure}" if failure else "")
         alerts.append(
             _alert(
                 source,
@@ -195,7 +233,7 @@ def _parse_grouped(payload: Any, source: AlertSource, *, url_keys: tuple[str, ..
                 status=status,
                 name=name,
                 severity=labels.get("severity", ""),
-                summary=next((annotations[key] for key in _SUMMARY_KEYS if annotations.get(key)), ""),
+                summary=_cut(summary),
                 labels=labels,
                 annotations=annotations,
                 starts_at=_time(entry.get("startsAt"), f"{path}.startsAt"),
@@ -203,7 +241,7 @@ def _parse_grouped(payload: Any, source: AlertSource, *, url_keys: tuple[str, ..
                 url=next((url for url in urls if url), fallback_url),
             )
         )
-    return alerts
+    return AlertBatch(alerts, truncated=_count(body.get("truncatedAlerts")))
 
 
 def _generic(item: Any, path: str) -> Alert:
@@ -305,6 +343,16 @@ def _time(value: Any, path: str) -> dt.datetime | None:
 def _link(value: Any) -> str:
     """A URL, or nothing when it is not a string: a bad link is not worth refusing an alert for."""
     return _cut(value) if isinstance(value, str) else ""
+
+
+def _scalar(value: Any) -> str:
+    """A string or number as text; anything else is left out (it only scopes a key)."""
+    return _cut(str(value), 40) if isinstance(value, str | int) and not isinstance(value, bool) else ""
+
+
+def _count(value: Any) -> int:
+    """A count the sender reports (``truncatedAlerts``); one that is not a whole number ≥ 0 reads as 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def _reference(value: Any) -> str:

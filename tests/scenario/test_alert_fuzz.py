@@ -31,13 +31,14 @@ from hypothesis import strategies as st
 from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import select
 
+from bot.alerting import stored_alert, thread_key
+from bot.records import AlertRecord
 from bot.server import MAX_BODY
 from connectors.alerts import PARSERS
 from core.settings import Settings
 from generation.rendering import EDIT_WORKFLOW, ESCALATE, FEEDBACK_DOWN, FEEDBACK_UP, FLAG_STEP
 from tests.botharness import ALERT_TOKEN, SECRET, RunningBot, running_bot
 from tests.unit.connectors.test_alerts import SAMPLES, containers, json_values, shaped_values
-from trainer.store import AlertRecord
 
 T = TypeVar("T")
 PD_SECRET = "pd-fuzz-secret"
@@ -158,9 +159,9 @@ def check(served: ServedBot, source: str, body: bytes, headers: dict[str, str], 
         return status
     expected = PARSERS[source](json.loads(body))  # type: ignore[index]
     assert json.loads(reply) == {"stored": len(expected)}
-    assert [r.alert for r in rows] == [a.model_dump(mode="json") for a in expected]
+    assert [stored_alert(r) for r in rows] == [(a, expected.truncated) for a in expected]
     assert [(r.source, r.group_key, r.fingerprint, r.status) for r in rows] == [
-        (a.source, a.group_key, a.fingerprint, a.status) for a in expected
+        (a.source, thread_key(a, "CALERTS"), a.fingerprint, a.status) for a in expected
     ]
     return status
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from sqlalchemy import select
+
+from bot.records import AlertThread
 from core.settings import Settings
 from tests.botharness import ALERT_TOKEN, RunningBot, running_bot
 from tests.promstack import alertmanager, metrics_endpoint, off_loop, prometheus
@@ -51,8 +54,8 @@ async def test_prometheus_rule_to_alertmanager_to_a_slack_thread_and_back(sample
                 await asyncio.sleep(0.5)
             assert updates, "the thread was not marked resolved"
             threads = {c.args["ts"] for c in updates}
-            group = '{}:{alertname="KubePodCrashLooping"}'
-            thread = await bot.bot.kb.records.alert_thread(group)
-            assert thread is not None and thread.status == "resolved" and threads == {thread.thread_ts}
+            saved = await bot.bot.kb.records.transaction(lambda s: list(s.scalars(select(AlertThread))))
+            assert [(t.status, t.thread_ts) for t in saved] == [("resolved", *threads)]
+            assert saved[0].group_key.endswith(' {}:{alertname="KubePodCrashLooping"}')  # scoped by sender and channel
             parents = [c for c in bot.slack.of("chat.postMessage") if "thread_ts" not in c.args]
             assert len(parents) == 1, "one thread per alert group"

@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from bot.alerting import thread_key
+from bot.records import AlertThread
+from connectors.alerts import parse_alertmanager
 from core.settings import Settings
 from tests.botharness import ALERT_TOKEN, RunningBot, running_bot
 
@@ -52,6 +56,16 @@ async def bot(sample_kb: Settings, tmp_path: Path) -> Any:
         yield running
 
 
+async def threads(bot: RunningBot) -> list[AlertThread]:
+    """Every alert thread the bot saved, oldest first."""
+    query = select(AlertThread).order_by(AlertThread.created_at)
+    return await bot.bot.kb.records.transaction(lambda s: list(s.scalars(query)))
+
+
+def key_of(payload: dict[str, Any], channel: str = "CALERTS") -> str:
+    return thread_key(parse_alertmanager(payload)[0], channel)
+
+
 async def send(bot: RunningBot, payload: Any, source: str = "alertmanager", **headers: str) -> Any:
     body = io.BytesIO(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
     return await bot.http.post(f"{bot.url}/alerts/{source}", data=body, headers={**AUTH, **headers})
@@ -65,7 +79,8 @@ async def test_a_firing_alert_opens_one_thread_answered_with_a_workflow(bot: Run
     posts = bot.slack.of("chat.postMessage")
     assert posts[0].args["channel"] == "CALERTS" and "thread_ts" not in posts[0].args
     assert "KubePodCrashLooping" in posts[0].args["text"] and "firing" in posts[0].args["text"]
-    thread_ts = (await bot.bot.kb.records.alert_thread('{}:{alertname="KubePodCrashLooping"}')).thread_ts  # type: ignore[union-attr]
+    (thread,) = await threads(bot)
+    thread_ts = thread.thread_ts
     # No placeholder for an alert: the workflow card is the thread's first reply.
     card = posts[1]
     assert len(posts) == 2 and card.args["thread_ts"] == thread_ts and not bot.slack.of("chat.update")
@@ -80,8 +95,8 @@ async def test_repeats_update_nothing_and_resolve_marks_the_thread(bot: RunningB
     for _ in range(5):
         assert (await send(bot, alertmanager(group))).status == 200
     await bot.bot.alerts.idle()
-    threads = [c for c in bot.slack.of("chat.postMessage") if "thread_ts" not in c.args]
-    assert len(threads) == 1
+    roots = [c for c in bot.slack.of("chat.postMessage") if "thread_ts" not in c.args]
+    assert len(roots) == 1
     calls_before = len(bot.slack.calls)
 
     assert (await send(bot, alertmanager(group, "resolved"))).status == 200
@@ -90,7 +105,7 @@ async def test_repeats_update_nothing_and_resolve_marks_the_thread(bot: RunningB
     updates = [c for c in new if c.method == "chat.update"]
     assert "✅" in updates[0].args["text"] or ":white_check_mark:" in updates[0].args["text"]
     assert any("Resolved" in c.args.get("text", "") for c in new if c.method == "chat.postMessage")
-    assert (await bot.bot.kb.records.alert_thread(group)).status == "resolved"  # type: ignore[union-attr]
+    assert [t.status for t in await threads(bot)] == ["resolved"]
 
     # Firing again straight after resolving is flapping: the card says so, the thread gets no new message.
     before = len(bot.slack.of("chat.postMessage"))
@@ -127,8 +142,8 @@ async def test_overload_answers_503_and_keeps_what_it_accepted(sample_kb: Settin
         statuses = [(await send(bot, alertmanager(f"g{i}", fingerprint=f"f{i}"))).status for i in range(4)]
         assert statuses[:2] == [200, 200] and 503 in statuses[2:]
         await bot.bot.alerts.idle()
-        threads = [await bot.bot.kb.records.alert_thread(f"g{i}") for i in range(4)]
-        assert [t is not None for t in threads] == [s == 200 for s in statuses]
+        saved = [await bot.bot.kb.records.alert_thread(key_of(alertmanager(f"g{i}"))) for i in range(4)]
+        assert [t is not None for t in saved] == [s == 200 for s in statuses]
 
 
 async def test_alerts_stored_before_a_restart_are_posted_after_it(sample_kb: Settings, tmp_path: Path) -> None:

@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from connectors.alerts import (
+    HEARTBEATS,
     MAX_ALERTS,
     MAX_PAIRS,
     MAX_TEXT,
     PARSERS,
+    is_heartbeat,
     parse_alertmanager,
     parse_generic,
     parse_grafana,
@@ -54,7 +56,7 @@ def test_alertmanager_payload_gives_one_alert_per_entry_under_the_payloads_group
     assert firing == Alert(
         source="alertmanager",
         fingerprint="5f1d2c3b4a596877",
-        group_key='{}:{alertname="KubeAPIDown"}',
+        group_key='http://alertmanager:9093 {}:{alertname="KubeAPIDown"}',
         status="firing",
         name="KubeAPIDown",
         severity="critical",
@@ -79,6 +81,7 @@ def test_grafana_payload_links_the_rule_and_ignores_grafanas_extra_fields() -> N
     assert (alert.name, alert.severity, alert.status) == ("High replication lag", "warning", "firing")
     assert alert.summary == "Replica db-replica-1 is 312 s behind the primary"
     assert alert.fingerprint == "a3f4c2e0b9d81e27"
+    assert alert.group_key.startswith("https://grafana.example.com/ org=1 {}/")
     assert alert.group_key.endswith('{alertname="High replication lag", grafana_folder="Databases"}')
     assert alert.url == "https://grafana.example.com/alerting/grafana/bdk0b1p8/view?orgId=1"
     assert alert.labels["team"] == "db"
@@ -138,6 +141,63 @@ def test_label_and_annotation_values_become_text() -> None:
     (alert,) = parse_alertmanager(payload)
     assert alert.labels == {"port": "5432", "ratio": "0.5", "primary": "true", "none": "null"}
     assert alert.annotations == {"detail": '{"a":"x","b":[1,2]}'}
+
+
+def test_the_same_group_key_from_two_senders_is_two_groups() -> None:
+    staging, prod, org2 = load("alertmanager.json"), load("alertmanager.json"), load("grafana.json")
+    staging["externalURL"], prod["externalURL"] = "http://am.staging:9093", "http://am.prod:9093"
+    assert staging["groupKey"] == prod["groupKey"]
+    assert parse_alertmanager(staging)[0].group_key != parse_alertmanager(prod)[0].group_key
+    org2["orgId"] = 2
+    assert parse_grafana(org2)[0].group_key != parse_grafana(load("grafana.json"))[0].group_key
+    assert parse_grafana(org2)[0].group_key.startswith("https://grafana.example.com/ org=2 ")
+    del staging["externalURL"]
+    assert parse_alertmanager(staging)[0].group_key == '{}:{alertname="KubeAPIDown"}'  # no sender to scope by
+
+
+@pytest.mark.parametrize(("value", "truncated"), [(3, 3), (0, 0), (None, 0), (-2, 0), ("7", 0), (True, 0), (1.5, 0)])
+def test_truncated_alerts_are_counted_and_odd_counts_read_as_none(value: Any, truncated: int) -> None:
+    payload = load("alertmanager.json")
+    payload["truncatedAlerts"] = value
+    batch = parse_alertmanager(payload)
+    assert batch.truncated == truncated and len(batch) == 2
+
+
+def grafana_meta(alertname: str, **annotations: str) -> dict[str, Any]:
+    payload = load("grafana.json")
+    labels = {"alertname": alertname, "rulename": "High replication lag", "datasource_uid": "prom-1", "ref_id": "A"}
+    payload["alerts"][0].update(labels=labels, annotations=annotations)
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("payload", "summary"),
+    [
+        (grafana_meta("DatasourceNoData"), "High replication lag returned no data (DatasourceNoData)"),
+        (
+            grafana_meta("DatasourceError", Error="dial tcp 10.0.0.9:9090: connect: connection refused"),
+            "High replication lag failed to query its data source (DatasourceError): dial tcp 10.0.0.9:9090: "
+            "connect: connection refused",
+        ),
+    ],
+)
+def test_grafana_datasource_meta_alerts_name_the_real_rule(payload: dict[str, Any], summary: str) -> None:
+    (alert,) = parse_grafana(payload)
+    assert (alert.name, alert.summary) == ("High replication lag", summary)
+    assert alert.labels["alertname"] == payload["alerts"][0]["labels"]["alertname"]  # still visible as a label
+    del payload["alerts"][0]["labels"]["rulename"]
+    assert parse_grafana(payload)[0].name == payload["alerts"][0]["labels"]["alertname"]  # nothing better to say
+
+
+@pytest.mark.parametrize("name", sorted(HEARTBEATS))
+def test_heartbeats_are_recognised_from_every_source(name: str) -> None:
+    payload = load("alertmanager.json")
+    payload["alerts"][0]["labels"]["alertname"] = name
+    assert is_heartbeat(parse_alertmanager(payload)[0])
+    assert not is_heartbeat(parse_alertmanager(payload)[1])
+    assert is_heartbeat(parse_generic({"name": name})[0])
+    assert is_heartbeat(parse_pagerduty(pagerduty("incident.triggered", title=name))[0])
+    assert not is_heartbeat(parse_generic({"name": f"{name}Missing"})[0])
 
 
 # --- PagerDuty ------------------------------------------------------------------------------
