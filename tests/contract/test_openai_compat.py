@@ -15,7 +15,7 @@ from generation.openai_compat import OpenAIChatModel
 from tests.contract.chat_model import QUESTION, SCHEMA, ChatModelContract
 from tests.llamacpp_server import LlamaCppServer, llamacpp_server, require_llamacpp_server
 
-pytestmark = require_llamacpp_server
+pytestmark = [require_llamacpp_server, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
