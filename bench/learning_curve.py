@@ -38,6 +38,7 @@ from bench.planners import WRONG_BELOW, answerable, llm_only, similarity_embedde
 from bot.app import Knowledge, open_knowledge
 from bot.evaluation import EVAL_DEPTH, Case, load_cases
 from bot.ingest import ingest
+from core.errors import PlanError
 from core.settings import Settings
 from core.types import Retrieval, Workflow
 from generation.editing import from_lines
@@ -84,7 +85,11 @@ async def replay(kb: Knowledge, embedder: Embedder | None, cases: Sequence[Case]
     """Answer each training case, record it, and vote (and edit) as an engineer comparing it to the gold."""
     counts = {"up": 0, "down_edited": 0, "abstained": 0}
     for case in cases:
-        answer, retrieval = await kb.service.answer(case.query, k=EVAL_DEPTH, planner="extractive")
+        try:
+            answer, retrieval = await kb.service.answer(case.query, k=EVAL_DEPTH, planner="extractive")
+        except PlanError:  # the extractive planner's own workflow failed validation: nothing to judge
+            counts["abstained"] += 1
+            continue
         if answer.abstained or answer.workflow is None:
             counts["abstained"] += 1
             continue
@@ -132,7 +137,7 @@ async def scorer_pairs(
     pairs = []
     for n, case in enumerate(cases):
         retrieval = await kb.retriever.retrieve(case.query, k=EVAL_DEPTH)
-        answer, _ = await kb.service.answer(case.query, k=EVAL_DEPTH, planner="extractive")
+        answer, _ = await kb.service.answer(case.query, k=EVAL_DEPTH, planner="extractive")  # gate_cases checked it
         good = gold_workflow(case.gold_steps, answer.workflow, case.query)
         for kind, steps in corruptions(case, cases[(n + 1) % len(cases)], rng).items():
             pairs.append((kind, retrieval, good, gold_workflow(steps, answer.workflow, case.query)))
@@ -144,11 +149,12 @@ async def scorer_pairs(
 async def scorer_accuracy(scorer: Scorer, pairs: Sequence[Pair]) -> dict[str, Any]:
     """Share of pairs the Scorer rates the better side higher (a tie counts half), overall and by kind."""
     wins: dict[str, list[float]] = {}
+    golds: dict[int, float] = {}  # each gold is scored once: its pairs share it
     for kind, retrieval, good, bad in pairs:
-        better, worse = await scorer.score(retrieval, good), await scorer.score(retrieval, bad)
-        wins.setdefault(kind, []).append(
-            1.0 if better.value > worse.value else 0.5 if better.value == worse.value else 0.0
-        )
+        if id(good) not in golds:
+            golds[id(good)] = (await scorer.score(retrieval, good)).value
+        better, worse = golds[id(good)], (await scorer.score(retrieval, bad)).value
+        wins.setdefault(kind, []).append(1.0 if better > worse else 0.5 if better == worse else 0.0)
     every = [w for ws in wins.values() for w in ws]
     return {
         "accuracy": round(sum(every) / len(every), 4) if every else None,
@@ -256,14 +262,28 @@ def _summary_line(stage: dict[str, Any]) -> str:
 
 
 def prepare(args: argparse.Namespace) -> tuple[Path, list[Case], list[Case]]:
-    """A fresh work folder, and the (training, held-aside) cases; the held-aside ones written as gate cases."""
+    """A fresh work folder, and the (training, held-aside) cases."""
     out: Path = (args.out or Settings().data_dir / "learning-curve").resolve()
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     training, held = split_by_document(load_cases(SHARED_BENCH / "cases.dev.jsonl"), args.held, args.seed)
-    held = held[: args.eval_cases]
-    (out / "held_aside.jsonl").write_text("".join(c.model_dump_json() + "\n" for c in held), encoding="utf-8")
     return out, training, held
+
+
+async def gate_cases(kb: Knowledge, held: Sequence[Case], n: int, path: Path) -> list[Case]:
+    """The first ``n`` held-aside cases the product can answer (its extractive fallback's workflow is
+    valid: a case where it is not would stop the gate), written to ``path`` as the gate's cases."""
+    kept: list[Case] = []
+    for case in held:
+        try:
+            await kb.service.answer(case.query, k=EVAL_DEPTH, planner="extractive")
+        except PlanError:
+            continue
+        kept.append(case)
+        if len(kept) == n:
+            break
+    await asyncio.to_thread(path.write_text, "".join(c.model_dump_json() + "\n" for c in kept), encoding="utf-8")
+    return kept
 
 
 async def run(args: argparse.Namespace, out: Path, training: list[Case], held: list[Case]) -> list[dict[str, Any]]:
@@ -276,7 +296,8 @@ async def run(args: argparse.Namespace, out: Path, training: list[Case], held: l
             print("ingesting the benchmark corpus", flush=True)
             await ingest([SHARED_BENCH / "corpus"], kb.builder, max_bytes=5_000_000)
         embedder = await similarity_embedder(kb.embedder)
-        print(f"replay: {await replay(kb, embedder, training)}", flush=True)
+        held = await gate_cases(kb, held, args.eval_cases, out / "held_aside.jsonl")
+        print(f"replay: {await replay(kb, embedder, training)}; {len(held)} held-aside cases measured", flush=True)
         pairs = await scorer_pairs(kb, held, args.seed)
         base = await measure(kb, settings, embedder, held, None)
         stages.append({"stage": "base"} | base | {"scorer": await measure_scorer(settings, pairs, None)})
