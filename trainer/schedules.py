@@ -30,7 +30,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 from apscheduler.triggers.cron import CronTrigger  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 from sqlalchemy.orm import Session
 
 from core.errors import BackendUnavailable, ConfigError
@@ -211,14 +211,21 @@ class TrainingScheduler:
         """Open the job store (paused); with ``lead``, compete for the lease and run jobs while holding it."""
         loop = asyncio.get_running_loop()
 
-        def open_store() -> AsyncIOScheduler:  # the job store connects (blocking) as it is created
-            scheduler = AsyncIOScheduler(
+        def new_scheduler() -> AsyncIOScheduler:
+            return AsyncIOScheduler(
                 jobstores={"default": SQLAlchemyJobStore(url=self._records.url, tablename=JOB_TABLE)},
                 job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": MISFIRE_GRACE_S},
                 event_loop=loop,
                 timezone="UTC",
             )
-            scheduler.start(paused=True)
+
+        def open_store() -> AsyncIOScheduler:  # the job store connects (blocking) as it is created
+            scheduler = new_scheduler()
+            try:
+                scheduler.start(paused=True)
+            except (IntegrityError, ProgrammingError):  # another replica created the job table at the same moment
+                scheduler = new_scheduler()
+                scheduler.start(paused=True)
             return scheduler
 
         scheduler = await asyncio.to_thread(open_store)

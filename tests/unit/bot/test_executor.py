@@ -348,22 +348,23 @@ async def test_a_second_click_or_a_stale_button_does_not_run_the_write_again(har
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-async def test_two_simultaneous_approvals_run_the_write_once(
+async def test_two_simultaneous_approvals_on_two_replicas_run_the_write_once(
     backend: str, tmp_path: Path, target: Target, request: pytest.FixtureRequest
 ) -> None:
     url = f"sqlite:///{tmp_path}/records.sqlite" if backend == "sqlite" else request.getfixturevalue("pg_database")
-    store = RecordStore(url)
-    h = Harness(store, target, approvers={CHANNEL: (APPROVER, "U_SECOND")})
+    stores = [RecordStore(url), RecordStore(url)]  # two replicas, each with its own store, on one database
+    replicas = [Harness(store, target, approvers={CHANNEL: (APPROVER, "U_SECOND")}) for store in stores]
     try:
-        report = await h.run(write_flow(hook()))
+        report = await replicas[0].run(write_flow(hook()))
         answers = await asyncio.gather(
             *(
-                h.executor.decide(report.run_id, "s3", user=u, approve=True, channel=CHANNEL)
-                for u in (APPROVER, "U_SECOND") * 3
+                replicas[i % 2].executor.decide(report.run_id, "s3", user=u, approve=True, channel=CHANNEL)
+                for i, u in enumerate((APPROVER, "U_SECOND") * 3)
             )
         )
     finally:
-        await store.aclose()
+        for store in stores:
+            await store.aclose()
     assert sum(a.accepted for a in answers) == 1
     assert len(target.hooks) == 1
 
