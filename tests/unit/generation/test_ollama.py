@@ -3,12 +3,15 @@ checked against the loopback fake, which cuts the start of a prompt that overflo
 
 from __future__ import annotations
 
+import json
 import logging
 
 import ollama
 import pytest
 
 from core.settings import OllamaSettings
+from core.types import Chunk, Section, SourceDocument
+from generation.extraction import LlmIncidentExtractor
 from generation.ollama import OllamaChatModel, context_window, model_context_length
 from generation.ports import Message
 from tests.fakes.ollama import DEFAULT_NUM_CTX, fake_ollama
@@ -69,3 +72,24 @@ def test_the_context_length_is_read_under_the_models_architecture() -> None:
     assert model_context_length({"general.architecture": "gemma3", "gemma3.context_length": 32768}) == 32768
     assert model_context_length({"general.architecture": "gemma3", "llama.context_length": 8192}) is None
     assert model_context_length(None) is None
+
+
+async def test_the_llm_extractor_keeps_its_instructions_on_a_long_chunk() -> None:
+    # The extractor (like the Scorer) goes through the same adapter: a long runbook section must not
+    # push its system prompt out of the window.
+    text = "Check the replica lag and the WAL sender state. " * 400  # 3,600 words
+    doc = SourceDocument(
+        doc_id="db/PgLag.md", source="/runbooks", title="PgLag", kind="markdown", content_hash="h",
+        sections=(Section(heading_path=("Diagnosis",), text=text),),
+    )  # fmt: skip
+    chunk = Chunk(chunk_id="db/PgLag.md#0", doc_id=doc.doc_id, ordinal=0, title="PgLag", heading_path=(), text=text)
+
+    def instructed(body: dict) -> str:
+        seen = body["messages"][0]["role"] == "system"
+        return json.dumps({"incidents": [{"name": "PostgresReplicationLagHigh"}] if seen else []})
+
+    async with fake_ollama(instructed, context_length=32768) as server:
+        model = OllamaChatModel(OllamaSettings(host=server.url, model="llama3.1:8b", timeout_s=5))
+        nodes = await LlmIncidentExtractor(model).extract(doc, chunk)
+        await model.aclose()
+    assert [n.name for n in nodes] == ["PostgresReplicationLagHigh"] and server.truncated == []
