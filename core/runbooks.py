@@ -46,6 +46,8 @@ check verify look inspect review examine investigate query confirm identify find
 compare monitor watch determine validate test open navigate observe ensure make-sure read browse grep tail
 run execute measure count analyze analyse diagnose locate trace track visit go log ssh connect login query curl
 dig ping debug print show take collect gather capture dump evaluate assess study note correlate
+obtain retrieve fetch access refer inspect extract export download open scroll filter sort expand click select
+reproduce profile benchmark sample poll watch wait
 """.split())
 _ACTION_VERBS = frozenset("""
 restart delete remove scale increase decrease add update upgrade downgrade rollback roll apply edit set configure
@@ -63,10 +65,14 @@ _LEAD_INS = ("then", "next", "finally", "first", "optionally", "also", "now", "a
              "third", "alternatively", "otherwise", "please", "manually", "carefully", "immediately")  # fmt: skip
 _LEAD_IN = re.compile(r"^(?:" + "|".join(_LEAD_INS) + r")\b[,:]?\s*", re.IGNORECASE)
 _USED_TO = re.compile(r"\b(?:can|could|may|should) be used to (\w+)|\buse\b.{1,60}?\bto (\w+)", re.IGNORECASE)
-_MODAL = re.compile(r"^(?:you|we)\s+(?:can|should|may|might|must|need to|will need to|have to|could)\s+(\w+)", re.I)
+_MODAL = re.compile(
+    r"^(?:you|we)\s+(?:can|should|may|might|must|need to|will need to|have to|could|want to|will want to)"
+    r"(?:\s+(?:be able to|also|first|then|now|always))?\s+(\w+)",
+    re.IGNORECASE,
+)
 _TO_DO = re.compile(r"^(?:to|in order to)\s+[^,]{3,80},\s*(.+)$", re.I)
 _DECISION = re.compile(
-    r"^(?:if|when|whenever|in case|unless|once|should)\b"
+    r"^(?:if|in case|unless|should)\b"
     r"|^(?:check|verify|determine|confirm|see|find out|figure out|establish|ask)\s+(?:whether|if)\b"
     r"|^(?:is|are|does|do|did|has|have|can|could|was|were|will|would)\s.+\?$",
     re.IGNORECASE,
@@ -81,15 +87,15 @@ _PAST_INCIDENT = re.compile(
 )
 _SEE = re.compile(r"^(?:see|refer to|for more|more info|more detail|read more|further reading|related|documentation"
                   r"|docs?\b|source|reference|link|dashboard\s*:|runbook\s*:|e\.g\.)", re.I)  # fmt: skip
-_NARRATIVE = re.compile(r"^(?:now|we|i|our|here|this|that|these|those|it|there|as|so|the following|in this|in the"
-                        r"|at this point|at the time|previously|historically|usually|typically|normally|sometimes"
-                        r"|often)\b", re.I)  # fmt: skip
+_NARRATIVE = re.compile(r"^(?:now|we|i|our|here|so|at this point|at the time|previously|historically"
+                        r"|in this (?:section|document|runbook|guide|page)|(?:this|the) (?:alert|page|document|runbook"
+                        r"|section|guide)|the following (?:is|are|shows?))\b", re.I)  # fmt: skip
 _ACTION_LABEL = re.compile(r"^\W*(?:action|actions|remediation|fix|resolution|mitigation|steps?|todo)\W*:\s*", re.I)
 _FIELD_LABEL = re.compile(r"^\W*(?:message|severity|summary|description|labels?|expr|for|impact)\W*:", re.I)
 _ESCALATION = re.compile(
     r"\b(?:escalat\w*|contact|page\s+(?:the|an?|on)|reach out|notify|open an? (?:ticket|issue|case|incident)"
     r"|raise an? (?:ticket|issue|case)|file an? (?:issue|ticket|bug)|support case|ask for help|get help"
-    r"|disaster recovery)\b",
+    r"|disaster recovery|(?:refer to|follow|consult)\s+(?:the\s+)?[^.]{0,80}?(?:documentation|docs|guide))\b",
     re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(])")
@@ -172,8 +178,8 @@ def _role(text: str, section: SectionKind, *, item: bool, ordered: bool, quote: 
         return "description"
     if section == "cases":
         return "description"
-    if (item or ordered) and section == "procedure" and not _NARRATIVE.match(bare):
-        return "check"  # "app waits for the database" under "Other things to check:"
+    if section == "procedure" and not _NARRATIVE.match(bare):
+        return "check"  # "app waits for the database" under "Other things to check:"; "logs should show …"
     if ordered and section == "other" and not _NARRATIVE.match(bare):
         return "check"
     return "narrative"
@@ -183,8 +189,8 @@ def _is_reference(text: str, bare: str) -> bool:
     if _PAST_INCIDENT.search(text):
         return True
     links = _LINK.findall(text) + _URL.findall(text)
-    if not links:
-        return False
+    if not links or first_verb(bare) not in (None, "read", "visit", "follow", "open", "go", "navigate"):
+        return False  # "Use the [dashboard](…)": the link is what the step works on
     rest = _URL.sub("", _LINK.sub("", text)).strip(" .:;,-()*_`")
     return len(rest.split()) <= 2 or bool(_SEE.match(bare))
 
@@ -193,11 +199,11 @@ def _is_caption(bare: str) -> bool:
     """Titles, figure captions and metric descriptions ("Container_memory_usage_bytes Current …")."""
     if _IDENT.match(bare):
         return True
-    words = [w for w in re.findall(r"[A-Za-z][\w'-]*", bare)]
-    if not words or len(words) > 10 or bare.endswith((".", ":", "?")):
+    words = [w for w in re.findall(r"[A-Za-z][\w'-]*", bare) if len(w) > 3]
+    if not words or len(words) > 8 or bare.endswith((".", ":", "?")):
         return False
-    capitalised = sum(w[0].isupper() for w in words if len(w) > 3)
-    return capitalised >= max(1, 0.6 * sum(len(w) > 3 for w in words))
+    capitalised = sum(w[0].isupper() for w in words)
+    return bool(capitalised >= max(1.0, 0.6 * len(words)))
 
 
 def sentences(text: str) -> list[str]:
@@ -243,6 +249,15 @@ def strip_lead_in(text: str) -> str:
     """``text`` without a leading "Then,", "Next", "Finally:"…, capitalised."""
     text = _LEAD_IN.sub("", text.strip())
     return text[:1].upper() + text[1:]
+
+
+def imperative(text: str) -> str:
+    """A step said as an instruction: "You can open a shell on the node" → "Open a shell on the node"."""
+    match = _MODAL.match(text)
+    if match is None or match.group(1).lower() not in _VERBS:
+        return text
+    rest = text[match.start(1) :]
+    return rest[:1].upper() + rest[1:]
 
 
 def is_escalation(text: str) -> bool:

@@ -13,17 +13,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from core.runbooks import Candidate, alert_heading, first_verb, is_escalation, read_section, strip_lead_in
+from core.runbooks import Candidate, alert_heading, first_verb, imperative, is_escalation, read_section, strip_lead_in
 from core.types import Branches, Chunk, Citation, Retrieval, Step, Workflow
 
 MAX_STEPS = 7
 MAX_SEE_ALSO = 4
 RESOLVED = "Resolved: the alert has cleared"
 ESCALATE = "Escalate to the owning team if the problem persists"
+PERSISTS = "if the problem persists, escalate to the owning team"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _CODE = re.compile(r"`([^`]*)`")
 _CONDITION = re.compile(
-    r"^(?:if|when|whenever|in case|once|should"
+    r"^(?:if|in case|should"
     r"|(?:check|verify|determine|confirm|see|find out|figure out|establish|ask)\s+(?:whether|if))\s+",
     re.IGNORECASE,
 )
@@ -34,7 +35,7 @@ _HEALTHY = re.compile(r"\b(?:normal(?:ly)?|healthy|fine|ok|okay|running|ready|up
 _NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|doesn't|don't|fails?|failing)\b", re.I)
 _CLAUSE = re.compile(r",\s+(?:then\s+)?|\s+then\s+")
 _FIELD = re.compile(r"^\W*(?:message|summary|description)\W*:\s*", re.IGNORECASE)
-_IF = re.compile(r"^(?:if|when|whenever|in case|once|should)\b", re.IGNORECASE)
+_IF = re.compile(r"^(?:if|in case|should)\b", re.IGNORECASE)
 _COLLECTING = ("such as", "like", "e.g.", "following", "for example")
 
 
@@ -57,6 +58,10 @@ def as_question(condition: str) -> str:
     for i, word in enumerate(words[1:14], 1):
         if word.lower() in _AUX:
             return _sentence([word, *words[:i], *words[i + 1 :]]) + "?"
+    if words[0].lower().endswith("ing"):  # "running on a client cluster" → "Are you running on …?"
+        return _sentence(["are", "you", *words]) + "?"
+    if words[0].lower() in ("not", "already", "still") or words[0].lower().endswith("ed"):
+        return _sentence(["is", "it", *words]) + "?"  # "not already installed" → "Is it not already installed?"
     return "Is it so that " + " ".join(words) + "?"
 
 
@@ -124,7 +129,7 @@ def _drafts(chunks: list[Chunk]) -> tuple[list[_Draft], list[str], str | None]:
 
 def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
     """Append ``cand`` as steps: "If X, do Y" becomes a decision "X?" guarding a step "Y"."""
-    text = clean(cand.text)
+    text = imperative(clean(cand.text))
     parent = next((d for d in reversed(drafts) if d.level < cand.level), None)
     if parent is not None and parent.collects and first_verb(cand.text) is None:
         index = drafts.index(parent)  # a list of things to look at, merged into the step that asks for it
@@ -144,7 +149,7 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
         question = as_question(clause[0])
         if len(clause) == 2 and first_verb(clause[1]):
             drafts.append(_Draft("decision", question, chunk, cand.level, guards=1))
-            drafts.append(_Draft("process", clean(clause[1]), chunk, cand.level + 1))
+            drafts.append(_Draft("process", imperative(clean(clause[1])), chunk, cand.level + 1))
         else:
             notes = (clean(clause[1]),) if len(clause) == 2 else ()
             drafts.append(_Draft("decision", question, chunk, cand.level, notes=notes))
@@ -214,12 +219,17 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
         return None
     lead = scope[0] if scope else retrieval.passages[0].chunk
     node_id = next((h.node.node_id for h in retrieval.nodes if lead.doc_id in h.node.doc_ids), None)
-    steps = _link(drafts, escalation or ESCALATE, lead, node_id)
+    final = _Draft("process", escalation or ESCALATE, lead, 0)
+    if escalation is None and len(drafts) > 1 and drafts[-1].kind == "process":
+        # The runbook's last step ends the workflow, saying what follows it: no step that is not the runbook's.
+        last = drafts.pop()
+        final = replace(last, text=f"{last.text.rstrip('.')}; {PERSISTS}")
+    steps = _link(drafts, final, node_id)
     title = alert_heading(lead.heading_path) or lead.title
     return Workflow(title=title, steps=tuple(steps), see_also=tuple(dict.fromkeys(see_also))[:MAX_SEE_ALSO])
 
 
-def _link(drafts: list[_Draft], final: str, lead: Chunk, node_id: str | None) -> list[Step]:
+def _link(drafts: list[_Draft], final: _Draft, node_id: str | None) -> list[Step]:
     """Ids and edges: process steps go on, decisions branch around what they guard, one terminal
     ends the workflow (a second, "resolved", where a decision's other branch has nowhere to go)."""
     n = len(drafts)
@@ -233,8 +243,10 @@ def _link(drafts: list[_Draft], final: str, lead: Chunk, node_id: str | None) ->
             steps.append(Step(id=this, type="process", text=draft.text, next=following, citations=cite, notes=draft.notes))
             continue
         guarded = _guarded(drafts, i)
-        if guarded:
-            remedy, skip = following, f"s{i + 2 + guarded}"
+        if guarded:  # what it guards may run to the end: its other branch then resolves
+            after = i + 2 + guarded
+            remedy, skip = following, f"s{after}" if after <= n + 1 else resolved
+            needs_resolved = needs_resolved or after > n + 1
         elif draft.locates:  # "check whether X is degraded" with no remedy given: found → hand it on
             remedy, skip = end, following if i + 1 < n else resolved
             needs_resolved = needs_resolved or i + 1 == n
@@ -249,8 +261,8 @@ def _link(drafts: list[_Draft], final: str, lead: Chunk, node_id: str | None) ->
             needs_resolved = True
         branches = Branches(yes=yes, no=no)
         steps.append(Step(id=this, type="decision", text=draft.text, branches=branches, citations=cite, notes=draft.notes))
-    final_cite = (Citation(doc_id=lead.doc_id, chunk_id=(steps[-1].citations[0].chunk_id), node_id=node_id),)
-    steps.append(Step(id=end, type="terminal", text=final, citations=final_cite))
+    final_cite = (Citation(doc_id=final.chunk.doc_id, chunk_id=final.chunk.chunk_id, node_id=node_id),)
+    steps.append(Step(id=end, type="terminal", text=final.text, citations=final_cite, notes=final.notes))
     if needs_resolved:
         steps.append(Step(id=resolved, type="terminal", text=RESOLVED, citations=final_cite))
     return steps
