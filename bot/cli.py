@@ -7,14 +7,16 @@ import functools
 import getpass
 import json
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
 from bot.app import build_bot, open_knowledge
+from bot.cli_checks import checks_command
+from bot.cli_common import answer_json, load_settings, print_json, run
+from bot.cli_training import models_group, schedule_group, train_group
 from bot.evaluation import evaluate, evaluate_retrieval, load_cases, markdown_report
 from bot.ingest import IngestReport, ingest
 from bot.logs import configure_logging
@@ -22,38 +24,12 @@ from bot.server import serve_forever
 from bot.service import PlannerKind
 from bot.training import open_training
 from bot.training_commands import admin_commands
-from core.errors import OpsflowError
 from core.settings import Settings
 from core.types import Answer, Retrieval
 from generation.rendering import render_markdown
 from trainer.store import Feedback, Interaction, RecordStore
 
-T = TypeVar("T")
-
 EXIT_PARTIAL = 3  # ingest finished, but some documents were skipped as bad input
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as exc:
-        raise click.ClickException(f"invalid configuration:\n{exc}") from exc
-
-
-def _run(work: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine; an OpsflowError becomes a one-line error (exit 1), Ctrl-C exit 130."""
-    try:
-        return asyncio.run(work)
-    except OpsflowError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except KeyboardInterrupt:
-        # Every store writes a document in one transaction, so what is there is whole.
-        click.echo("interrupted: work finished so far is kept; run the command again to resume", err=True)
-        sys.exit(130)
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 @click.group()
@@ -67,7 +43,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def ingest_command(paths: tuple[Path, ...], as_json: bool) -> None:
     """Add, update and remove documents under PATHS (files or folders) in the knowledge base."""
-    settings = _settings()
+    settings = load_settings()
 
     async def work() -> tuple[IngestReport, dict[str, int]]:
         async with open_knowledge(settings) as kb:
@@ -77,9 +53,9 @@ def ingest_command(paths: tuple[Path, ...], as_json: bool) -> None:
             await kb.records.audit(getpass.getuser(), "ingest", {"paths": [str(p) for p in paths], **report.as_dict()})
             return report, counts
 
-    report, counts = _run(work())
+    report, counts = run(work())
     if as_json:
-        _print_json({**report.as_dict(), "totals": counts})
+        print_json({**report.as_dict(), "totals": counts})
     else:
         _print_ingest_summary(report, counts)
     if report.partial:
@@ -122,7 +98,9 @@ def _print_ingest_summary(report: IngestReport, counts: dict[str, int]) -> None:
         click.echo(f"skipped {doc_id}: {reason}", err=True)
     if report.no_procedure:
         read = len(report.added) + len(report.changed)
-        click.echo(f"no procedure found in {len(report.no_procedure)} of {read} documents read (no workflow from them):")
+        click.echo(
+            f"no procedure found in {len(report.no_procedure)} of {read} documents read (no workflow from them):"
+        )
         for doc_id, reason in report.no_procedure:
             click.echo(f"  {doc_id}: {reason}")
     if report.ignored:
@@ -137,15 +115,15 @@ def _print_ingest_summary(report: IngestReport, counts: dict[str, int]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the retrieval as JSON.")
 def search_command(query: str, top_k: int | None, as_json: bool) -> None:
     """Show what the knowledge base retrieves for QUERY: passages and incident nodes."""
-    settings = _settings()
+    settings = load_settings()
 
     async def work() -> Retrieval:
         async with open_knowledge(settings) as kb:
             return await kb.retriever.retrieve(query, k=top_k)
 
-    result = _run(work())
+    result = run(work())
     if as_json:
-        _print_json(result.model_dump(mode="json"))
+        print_json(result.model_dump(mode="json"))
     else:
         _print_retrieval(result)
 
@@ -183,50 +161,20 @@ _PLANNER = click.option(
 @_PLANNER
 def ask_command(query: str, as_json: bool, planner: PlannerKind | None) -> None:
     """Answer QUERY with a troubleshooting workflow from the runbooks, or say that none matches."""
-    settings = _settings()
+    settings = load_settings()
 
     async def work() -> Answer:
         async with open_knowledge(settings) as kb:
             answer, _ = await kb.service.answer(query, planner=planner)
             return answer
 
-    answer = _run(work())
+    answer = run(work())
     if as_json:
-        _print_json(answer_json(answer))
+        print_json(answer_json(answer))
     else:
         for note in answer.degraded:
             click.secho(f"degraded: {note}", fg="yellow", err=True)
         click.echo(render_markdown(answer))
-
-
-def answer_json(answer: Answer) -> dict[str, Any]:
-    """The documented ``ask --json`` shape: steps in reading order with {doc_id, chunk_id} citations."""
-    body = answer.model_dump(mode="json", include={"query", "abstained", "reason", "searched", "degraded"})
-    steps = [] if answer.workflow is None else answer.workflow.steps
-    body["workflow"] = (
-        None
-        if answer.workflow is None
-        else {
-            "title": answer.workflow.title,
-            "steps": [
-                {
-                    "id": s.id,
-                    "type": s.type,
-                    "text": s.text,
-                    "next": s.next,
-                    "branches": s.branches.model_dump() if s.branches else None,
-                    "citations": [{"doc_id": c.doc_id, "chunk_id": c.chunk_id} for c in s.citations],
-                }
-                for s in steps
-            ],
-        }
-    )
-    body["sources"] = [c.model_dump(mode="json") for c in answer.sources]
-    body["model"] = answer.model
-    body["confidence"] = answer.confidence
-    body["planner"] = answer.planner
-    body["latency_ms"] = answer.latency_ms
-    return body
 
 
 @main.command("eval")
@@ -241,7 +189,7 @@ def eval_command(
     cases: Path, as_json: bool, retrieval_only: bool, predictions: Path | None, planner: PlannerKind | None
 ) -> None:
     """Run the benchmark CASES (JSONL) and report STEPScore, retrieval hits and latency."""
-    settings = _settings()
+    settings = load_settings()
     loaded = load_cases(cases)
 
     async def work() -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -251,11 +199,11 @@ def eval_command(
                 return summary, []
             return await evaluate(kb.service, kb.embedder, loaded, planner=planner or settings.planner.kind)
 
-    summary, lines = _run(work())
+    summary, lines = run(work())
     if predictions is not None and lines:
         predictions.write_text("".join(json.dumps(line) + "\n" for line in lines))
     if as_json:
-        _print_json(summary)
+        print_json(summary)
     elif retrieval_only:
         r, lat = summary["retrieval"], summary["latency_ms"]
         click.echo(f"{summary['cases']} cases ({summary['answerable']} answerable)")
@@ -269,7 +217,7 @@ def eval_command(
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning"]))
 def serve_command(log_level: str) -> None:
     """Run the Slack app and the alert webhooks (OPSFLOW_HTTP__HOST:PORT) until SIGTERM."""
-    settings = _settings()
+    settings = load_settings()
     secrets = [s.get_secret_value() for s in _secrets(settings)]
     configure_logging(log_level, secrets)
 
@@ -280,7 +228,7 @@ def serve_command(log_level: str) -> None:
             bot = await asyncio.to_thread(functools.partial(build_bot, settings, kb, admin_commands=commands))
             await serve_forever(bot)
 
-    _run(work())
+    run(work())
 
 
 def _secrets(settings: Settings) -> list[SecretStr]:
@@ -299,7 +247,7 @@ def feedback_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
 def feedback_list_command(limit: int, as_json: bool) -> None:
     """The latest feedback, newest first: answer, user, vote, reason, edits, time."""
-    settings = _settings()
+    settings = load_settings()
 
     async def work() -> list[dict[str, Any]]:
         records = RecordStore(settings.records_url)
@@ -308,7 +256,7 @@ def feedback_list_command(limit: int, as_json: bool) -> None:
         finally:
             await records.aclose()
 
-    rows = _run(work())
+    rows = run(work())
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
@@ -338,9 +286,5 @@ def _feedback_row(feedback: Feedback, interaction: Interaction) -> dict[str, Any
     }
 
 
-# The learning loop's groups (train, models, schedule) add themselves to `main`; imported last, as
-# they use this module's helpers.
-import bot.cli_training  # noqa: E402, F401
-from bot.cli_checks import checks_command  # noqa: E402
-
-main.add_command(checks_command)
+for command in (checks_command, train_group, models_group, schedule_group):
+    main.add_command(command)

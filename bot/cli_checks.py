@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from bot.app import build_executor, open_knowledge
+from bot.cli_common import answer_json, load_settings, print_json, run
 from bot.executor import RunReport
 from core.settings import Settings
 from core.types import Answer, RunEvent
@@ -23,13 +24,10 @@ _MARK = {"process": "▸", "decision": "◆", "terminal": "■"}
 @click.option("--json", "as_json", is_flag=True, help="Print the answer and the run as JSON.")
 def checks_command(query: str, as_json: bool) -> None:
     """Answer QUERY with a workflow and run its read-only checks (writes are listed, never run)."""
-    # Imported here: bot.cli imports this module to register the command.
-    from bot.cli import _print_json, _run, _settings, answer_json
-
-    settings = _settings()
-    answer, report = _run(_checks(settings, query))
+    settings = load_settings()
+    answer, report = run(_checks(settings, query))
     if as_json:
-        _print_json({**answer_json(answer), "run": None if report is None else report_json(report)})
+        print_json({**answer_json(answer), "run": None if report is None else report_json(report)})
     elif report is None:
         click.echo(f"No runbook matches: {answer.reason}")
     else:

@@ -1,6 +1,6 @@
 """The learning loop's commands: ``opsflow train``, ``opsflow models`` and ``opsflow schedule``.
 
-The groups add themselves to ``bot.cli.main``; ``bot.cli`` imports this module at its end.
+``bot.cli`` adds the three groups to ``opsflow``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import click
 from pydantic import ValidationError
 
 from bot.app import open_knowledge
-from bot.cli import _print_json, _run, _settings, main
+from bot.cli_common import load_settings, print_json
 from bot.training import Training, TrainingOutcome, open_training
 from core.settings import Settings
 from trainer.jobs import JobProgress, Method, Target
@@ -35,13 +35,13 @@ def _with_training(settings: Settings, work: Callable[[Training, TrainingSchedul
         async with open_knowledge(settings) as kb, open_training(settings, kb, lead=False) as (training, scheduler):
             return await work(training, scheduler)
 
-    return _run(run())
+    return run(run())
 
 
 # -- train ---------------------------------------------------------------------------------------
 
 
-@main.group("train")
+@click.group("train")
 def train_group() -> None:
     """Training data and training jobs."""
 
@@ -51,9 +51,9 @@ def train_group() -> None:
 @_JSON
 def export_command(out: Path | None, as_json: bool) -> None:
     """Write the training datasets (JSONL in trl's formats) and print their sizes."""
-    report = _with_training(_settings(), lambda training, _: training.export(out))
+    report = _with_training(load_settings(), lambda training, _: training.export(out))
     if as_json:
-        _print_json({"out": str(report.out), **report.manifest})
+        print_json({"out": str(report.out), **report.manifest})
         return
     click.echo(f"datasets in {report.out} (snapshot {report.manifest['snapshot']})")
     for name, size in report.manifest["sizes"].items():
@@ -92,7 +92,7 @@ def run_command(
     as_json: bool,
 ) -> None:
     """Train METHOD (sft, dpo, grpo, kto) for the target, gate the candidate, promote it if it does not regress."""
-    settings = _settings()
+    settings = load_settings()
     given = {
         "max_steps": steps,
         "batch_size": batch_size,
@@ -115,7 +115,7 @@ def run_command(
     except ValidationError as exc:
         raise click.ClickException(f"invalid training job:\n{exc}") from exc
     if as_json:
-        _print_json({**version_json(outcome.version), "job": outcome.job.model_dump(mode="json")})
+        print_json({**version_json(outcome.version), "job": outcome.job.model_dump(mode="json")})
         return
     version = outcome.version
     click.echo(f"{version_name(version)} ({version.method}, data {version.data_hash}): {version.status}")
@@ -146,7 +146,7 @@ def version_json(version: ModelVersion) -> dict[str, Any]:
     }
 
 
-@main.group("models")
+@click.group("models")
 def models_group() -> None:
     """Trained model versions: list, promote, roll back."""
 
@@ -156,9 +156,9 @@ def models_group() -> None:
 @_JSON
 def models_list_command(target: Target | None, as_json: bool) -> None:
     """Every trained version, newest first, with its gate metrics."""
-    versions = _with_training(_settings(), lambda training, _: training.registry.list(target))
+    versions = _with_training(load_settings(), lambda training, _: training.registry.list(target))
     if as_json:
-        _print_json([version_json(v) for v in versions])
+        print_json([version_json(v) for v in versions])
         return
     if not versions:
         click.echo("no trained versions yet: `opsflow train run dpo` makes one")
@@ -176,7 +176,7 @@ def models_list_command(target: Target | None, as_json: bool) -> None:
 @click.argument("version_id", type=int)
 def models_promote_command(version_id: int) -> None:
     """Serve VERSION_ID now (bypassing the gate); the version it replaces is retired."""
-    settings = _settings()
+    settings = load_settings()
 
     async def work(training: Training, _: TrainingScheduler) -> ModelVersion:
         return await training.registry.promote(version_id, actor=getpass.getuser(), reason="by hand")
@@ -193,7 +193,7 @@ def models_rollback_command(target: Target) -> None:
     async def work(training: Training, _: TrainingScheduler) -> tuple[ModelVersion, ModelVersion | None]:
         return await training.registry.rollback(target, actor=getpass.getuser())
 
-    rolled, now = _with_training(_settings(), work)
+    rolled, now = _with_training(load_settings(), work)
     click.echo(f"{version_name(rolled)} rolled back; now serving {version_name(now) if now else 'the base model'}")
 
 
@@ -204,7 +204,7 @@ def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
     return {**info.spec.model_dump(), "next_run": info.next_run.isoformat() if info.next_run else None}
 
 
-@main.group("schedule")
+@click.group("schedule")
 def schedule_group() -> None:
     """Scheduled retraining (run by `opsflow serve`)."""
 
@@ -217,7 +217,7 @@ def schedule_group() -> None:
 @click.option("--min-feedback", type=click.IntRange(0), default=None, help="Default: OPSFLOW_TRAIN__MIN_NEW_FEEDBACK.")
 def schedule_add_command(name: str, cron: str, method: Method, target: Target, min_feedback: int | None) -> None:
     """Train METHOD every CRON (five fields, e.g. "0 3 * * 1") once enough new feedback came in."""
-    settings = _settings()
+    settings = load_settings()
     try:
         spec = ScheduleSpec(
             name=name,
@@ -239,9 +239,9 @@ def schedule_add_command(name: str, cron: str, method: Method, target: Target, m
 @_JSON
 def schedule_list_command(as_json: bool) -> None:
     """The stored schedules and when each runs next."""
-    infos = _with_training(_settings(), lambda _, scheduler: scheduler.list())
+    infos = _with_training(load_settings(), lambda _, scheduler: scheduler.list())
     if as_json:
-        _print_json([schedule_json(i) for i in infos])
+        print_json([schedule_json(i) for i in infos])
         return
     if not infos:
         click.echo('no schedules: `opsflow schedule add nightly "0 3 * * *"` adds one')
@@ -256,7 +256,7 @@ def schedule_list_command(as_json: bool) -> None:
 @click.argument("name")
 def schedule_remove_command(name: str) -> None:
     """Delete the schedule NAME."""
-    if not _with_training(_settings(), lambda _, scheduler: scheduler.remove(name, actor=getpass.getuser())):
+    if not _with_training(load_settings(), lambda _, scheduler: scheduler.remove(name, actor=getpass.getuser())):
         raise click.ClickException(f"there is no schedule named {name!r}")
     click.echo(f"schedule {name} removed")
 
@@ -266,7 +266,7 @@ def schedule_remove_command(name: str) -> None:
 @click.option("--force", is_flag=True, help="Train even without enough new feedback.")
 def schedule_run_command(name: str, force: bool) -> None:
     """Run the schedule NAME now, in this process."""
-    result = _with_training(_settings(), lambda _, scheduler: scheduler.run(name, force=force))
+    result = _with_training(load_settings(), lambda _, scheduler: scheduler.run(name, force=force))
     click.echo(f"schedule {name}: {result.reason}")
     if isinstance(result.result, TrainingOutcome):
         click.echo(f"{version_name(result.result.version)}: {result.result.version.status}")
