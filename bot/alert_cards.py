@@ -90,14 +90,19 @@ def card(
     return _mrkdwn(title), blocks
 
 
+def firing(alerts: Sequence[Alert]) -> list[Alert]:
+    """The alerts a workflow is for: the firing ones, heartbeats left out; the first leads the question."""
+    return [a for a in alerts if a.status == "firing" and not is_heartbeat(a)]
+
+
 def question(alerts: Sequence[Alert]) -> str | None:
     """What the knowledge base is asked about a group's firing alerts (heartbeats left out), or None
     when nothing is firing that needs a workflow. At most ``MAX_QUESTION`` characters."""
-    firing = [a for a in alerts if a.status == "firing" and not is_heartbeat(a)]
-    if not firing:
+    asked = firing(alerts)
+    if not asked:
         return None
-    names = list(dict.fromkeys(a.name for a in firing))
-    lead = firing[0]
+    names = list(dict.fromkeys(a.name for a in asked))
+    lead = asked[0]
     labels = ", ".join(f"{k}={v}" for k, v in lead.labels.items() if k != "alertname")
     head = " and ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
     text = f"{head} firing ({_cut(labels, 200)})" if labels else f"{head} firing"

@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from slack_sdk.errors import SlackApiError
@@ -59,7 +59,15 @@ class AlertSlack(Protocol):
     async def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> bool: ...
 
     async def ask(
-        self, question: str, *, channel: str, thread_ts: str | None, user: str, origin: str, alert_group: str | None
+        self,
+        question: str,
+        *,
+        channel: str,
+        thread_ts: str | None,
+        user: str,
+        origin: str,
+        alert_group: str | None,
+        labels: Mapping[str, str] | None,
     ) -> Interaction | None: ...
 
 
@@ -110,6 +118,8 @@ class AlertDispatcher:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
         self._waiting: set[str] = set()  # groups to try again after a delay
+        self._posting: set[str] = set()  # groups a worker of this process has in hand (the lease is per process)
+        self._again: set[str] = set()  # …and that came in again meanwhile
         self._backlog = 0
         self._workers: list[asyncio.Task[None]] = []
 
@@ -197,6 +207,11 @@ class AlertDispatcher:
             group = await self._queue.get()
             self._queued.discard(group)
             self._metrics.alert_queue.set(self._queue.qsize())
+            if group in self._posting:  # another worker here has it: it takes the group up again when done
+                self._again.add(group)
+                self._queue.task_done()
+                continue
+            self._posting.add(group)
             try:
                 lease = alert_groups.lease_name(group)
                 if not await self._leases.acquire(lease, self._lease):
@@ -215,6 +230,10 @@ class AlertDispatcher:
             except Exception:
                 log.exception("alert group failed", extra={"group": group})
             finally:
+                self._posting.discard(group)
+                if group in self._again:
+                    self._again.discard(group)
+                    self._schedule(group)
                 self._queue.task_done()
 
     async def _post_group(self, group: str) -> None:
@@ -268,8 +287,12 @@ class AlertDispatcher:
         question = alert_cards.question(alerts)
         if question is not None and self._cfg.answer:
             # The workflow (and the channel's automatic checks) follow in the thread; planning takes a
-            # while, and other groups' threads should not wait for it.
-            follower = asyncio.create_task(self._answer(question, channel, ts, group), name=f"alert-answer-{group}")
+            # while, and other groups' threads should not wait for it. The lead alert's labels fill the
+            # checks' placeholders ({{ $labels.namespace }}).
+            labels = alert_cards.firing(alerts)[0].labels
+            follower = asyncio.create_task(
+                self._answer(question, channel, ts, group, labels), name=f"alert-answer-{group}"
+            )
             self._followers.add(follower)
             follower.add_done_callback(self._followers.discard)
 
@@ -306,10 +329,16 @@ class AlertDispatcher:
             log.warning("cannot look for an interrupted alert thread", extra={"channel": channel, "error": str(exc)})
         return None
 
-    async def _answer(self, question: str, channel: str, thread_ts: str, group: str) -> None:
+    async def _answer(self, question: str, channel: str, thread_ts: str, group: str, labels: Mapping[str, str]) -> None:
         try:
             answer = await self._slack.ask(
-                question, channel=channel, thread_ts=thread_ts, user="", origin="alert", alert_group=group
+                question,
+                channel=channel,
+                thread_ts=thread_ts,
+                user="",
+                origin="alert",
+                alert_group=group,
+                labels=labels,
             )
             if answer is not None and self._after_answer is not None:
                 await self._after_answer(answer)

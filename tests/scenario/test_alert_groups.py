@@ -4,6 +4,7 @@ each kind — long texts, groups of several alerts, meta-alerts, one group key f
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import hmac
@@ -173,6 +174,22 @@ async def test_one_group_key_from_two_grafana_orgs_is_two_threads(bot: RunningBo
     assert len(roots(bot)) == 2 and len(await threads(bot)) == 2
 
 
+async def test_notifications_of_a_new_group_arriving_together_open_one_thread(bot: RunningBot) -> None:
+    payloads = []
+    for i in range(8):  # alerts joining one new group, sent at once: the workers of one process race for it
+        payload = load("alertmanager.json")
+        payload["alerts"] = [copy.deepcopy(payload["alerts"][0]) for _ in range(i + 1)]
+        for j, entry in enumerate(payload["alerts"]):
+            entry["fingerprint"], entry["labels"]["instance"] = f"fp{j}", f"10.0.0.{j}:443"
+        payloads.append(payload)
+    for _ in range(3):
+        await asyncio.gather(*(send(bot, payload) for payload in payloads))
+    await bot.bot.alerts.idle()
+    assert len(roots(bot)) == 1
+    (thread,) = await threads(bot)
+    assert len(thread.firing) == 8
+
+
 # --- kind 7: a notification is shown and answered as its group ---------------------------------
 
 
@@ -286,3 +303,21 @@ async def test_a_heartbeat_in_a_group_with_a_real_alert_is_not_asked_about(bot: 
     (thread,) = await threads(bot)
     (question,) = await asked(bot, thread)
     assert question.startswith("KubeAPIDown firing") and "InfoInhibitor" not in question
+
+
+async def test_the_lead_alerts_labels_fill_the_workflows_checks(bot: RunningBot) -> None:
+    payload = load("alertmanager.json")
+    payload["alerts"] = payload["alerts"][:1]
+    payload["alerts"][0]["labels"] = {
+        "alertname": "IngressHTTP5xxRateHigh",
+        "image": "registry.example.invalid/" + "shop/" * 50 + "cart:1.2.3",  # pushes the rest out of the question
+        "namespace": "shop-ns",
+        "app": "cart",
+    }
+    payload["alerts"][0]["annotations"] = {"summary": "Ingress shop returns 7% 5xx"}
+    await send(bot, payload)
+    await bot.bot.alerts.idle()
+    (thread,) = await threads(bot)
+    (answer,) = await bot.bot.kb.records.thread_history(thread.channel, thread.thread_ts)
+    assert "shop-ns" not in answer.query
+    assert answer.context["known"]["namespace"] == "shop-ns" and answer.context["known"]["app"] == "cart"
