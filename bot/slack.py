@@ -22,6 +22,7 @@ from slack_bolt.response import BoltResponse
 from bot.feedback import FeedbackListeners
 from bot.metrics import Metrics
 from bot.records import BotRecords
+from bot.slack_api import escaped
 from bot.threads import HELP, ThreadService
 from core.errors import OpsflowError
 from core.settings import SlackSettings
@@ -121,7 +122,7 @@ class SlackBot:
         log.error("slack listener failed", exc_info=error, extra={"type": body.get("type")})
         if url := body.get("response_url"):
             why = str(error) if isinstance(error, OpsflowError) else "an internal error; it is logged"
-            await self.threads.api.respond(str(url), f":warning: That did not work: {why}.")
+            await self.threads.api.respond(str(url), f":warning: That did not work: {escaped(why)}.")
 
     def allowed(self, channel: str) -> bool:
         return not self.cfg.channels or channel in self.cfg.channels or channel.startswith("D")
@@ -166,7 +167,7 @@ class SlackBot:
         if sub in ("", "help"):
             await ack(text=HELP)
         elif sub == "ask":
-            await ack(text=f"Looking into: _{rest}_" if rest else "Ask me something: `/opsflow ask <question>`")
+            await ack(text=f"Looking into: _{escaped(rest)}_" if rest else "Ask me: `/opsflow ask <question>`")
             if rest:
                 channel, url = command.get("channel_id", ""), command.get("response_url")
                 await self.threads.ask(rest, channel=channel, thread_ts=None, user=user, response_url=url)
@@ -176,7 +177,7 @@ class SlackBot:
         elif sub in self._admin_commands:
             await self._admin(ack, respond, sub, rest, user)
         else:
-            await ack(text=f"I don't know `{sub}`.\n{HELP}")
+            await ack(text=f"I don't know `{escaped(sub)}`.\n{HELP}")
 
     async def _admin(self, ack: AsyncAck, respond: AsyncRespond, sub: str, rest: str, user: str) -> None:
         if not await self.is_admin(user):
@@ -187,7 +188,7 @@ class SlackBot:
         try:
             reply = await self._admin_commands[sub](rest, user)
         except OpsflowError as exc:
-            reply = f":warning: `{sub}` failed: {exc}"
+            reply = f":warning: `{sub}` failed: {escaped(str(exc))}"
         await respond(text=reply)
 
     async def is_admin(self, user: str) -> bool:

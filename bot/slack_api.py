@@ -31,6 +31,12 @@ CANNOT_POST = {"not_in_channel", "channel_not_found", "is_archived", "restricted
 """chat.postMessage errors that mean the bot may not post here at all (retrying will not help)."""
 
 
+def escaped(text: str) -> str:
+    """An outside string (a runbook's, an alert's, a tool's output, an error) made inert in Slack mrkdwn:
+    ``&``, ``<`` and ``>`` escaped, so it can neither link nor mention (``<!here>``, ``<@U…>``)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def web_client(cfg: SlackSettings) -> AsyncWebClient:
     """The Web API client: Slack's 429s are waited out (Retry-After), connection and 5xx errors retried."""
     token = cfg.bot_token.get_secret_value() if cfg.bot_token else None

@@ -16,6 +16,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bot.executor import Executor, Outcome, RunReport
+from bot.slack_api import escaped
 from bot.threads import ThreadService
 from core.errors import PlanError
 from core.settings import ToolSettings
@@ -33,36 +34,32 @@ MAX_PROGRESS = 3500  # characters of a progress message; the oldest lines give w
 MAX_SUMMARY = 400  # characters of one tool output in the thread
 
 
-def _escaped(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _call(action: Action) -> str:
     args = action.args
     shown = " ".join(args["argv"]) if "argv" in args else args.get("query") or args.get("url") or args.get("name", "")
-    return f"{action.tool} `{_escaped(str(shown))[:300]}`"
+    return f"{action.tool} `{escaped(str(shown))[:300]}`"
 
 
 def event_line(event: RunEvent) -> str | None:
     """One event as a line of Slack mrkdwn, or None for events the thread does not need."""
-    step = f"*{_escaped(event.step_id or '')}*"
-    text = _escaped(event.text)[:300]
+    step = f"*{escaped(event.step_id or '')}*"
+    text = escaped(event.text)[:300]
     match event.kind:
         case "probe" if event.action is not None and event.result is not None:
-            output = _escaped(event.result.summary)[:MAX_SUMMARY].replace("```", "'''")
+            output = escaped(event.result.summary)[:MAX_SUMMARY].replace("```", "'''")
             return f"▸ {step} {text}\n     {_call(event.action)} → *{event.result.status}*\n```{output or ' '}```"
         case "manual":
             return f"▹ {step} {text} _(by hand)_"
         case "decision":
-            return f"◆ {step} → *{event.branch}* ({_escaped(event.reason)[:300]})"
+            return f"◆ {step} → *{event.branch}* ({escaped(event.reason)[:300]})"
         case "undecided":
-            return f"◆ {step} → *undecided*: {_escaped(event.reason)[:300]}"
+            return f"◆ {step} → *undecided*: {escaped(event.reason)[:300]}"
         case "approval_requested" if event.action is not None:
             return f"✋ {step} waits for an approval: {_call(event.action)}"
         case "approved" | "rejected":
             return f"{'✅' if event.kind == 'approved' else '✖'} {step} {event.kind} by <@{event.user}>"
         case "write" if event.action is not None and event.result is not None:
-            output = _escaped(event.result.summary)[:MAX_SUMMARY].replace("```", "'''")
+            output = escaped(event.result.summary)[:MAX_SUMMARY].replace("```", "'''")
             return f"▸ {step} {_call(event.action)} → *{event.result.status}*\n```{output or ' '}```"
         case "finished":
             return "■ the workflow reached its end"
@@ -76,7 +73,7 @@ def state_blocks(report: RunReport, approvers: tuple[str, ...]) -> list[dict[str
     blocks: list[dict[str, Any]] = []
     for step_id, action in report.pending:
         who = ", ".join(f"<@{u}>" for u in approvers) or "nobody is configured (tools.approvers)"
-        text = f"✋ *{_escaped(step_id)}* changes the system: {_call(action)}\nApprovers here: {who}"
+        text = f"✋ *{escaped(step_id)}* changes the system: {_call(action)}\nApprovers here: {who}"
         value = f"{report.run_id}|{step_id}"
         blocks += [
             {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}},
@@ -157,7 +154,7 @@ class SlackChecks:
         context = (interaction.context or {}).get("retrieval")
         who = "an alert" if user == "auto" else f"<@{user}>"
         progress = _Progress(
-            self._slack, channel, thread, f":mag: Checks of *{_escaped(answer.workflow.title)}*, for {who}"
+            self._slack, channel, thread, f":mag: Checks of *{escaped(answer.workflow.title)}*, for {who}"
         )
         try:
             report = await self._executor.run(
@@ -172,7 +169,7 @@ class SlackChecks:
                 on_event=progress.add,
             )
         except PlanError as exc:
-            await self._slack.post(channel, thread, f":warning: These checks cannot run: {_escaped(str(exc))[:500]}")
+            await self._slack.post(channel, thread, f":warning: These checks cannot run: {escaped(str(exc))[:500]}")
             return None
         await self._post_state(report, channel, thread)
         return report
@@ -198,7 +195,7 @@ class SlackChecks:
         user, channel = body["user"]["id"], (body.get("channel") or {}).get("id", "")
         if run is None or not channel:
             return
-        progress = _Progress(self._slack, channel, run.thread_ts, f":gear: Checks of *{_escaped(run.incident)}*, go on")
+        progress = _Progress(self._slack, channel, run.thread_ts, f":gear: Checks of *{escaped(run.incident)}*, go on")
         approve = action["action_id"] == APPROVE
         answer = await self._executor.decide(
             run.id, step_id, user=user, approve=approve, channel=channel, on_event=progress.add
@@ -207,7 +204,7 @@ class SlackChecks:
             await self._ephemeral(channel, user, answer.message)
             return
         if (message_ts := (body.get("message") or {}).get("ts")) is not None:  # the buttons are spent
-            await self._slack.update(channel, message_ts, f"✋ *{_escaped(step_id)}*: {_escaped(answer.message)}", [])
+            await self._slack.update(channel, message_ts, f"✋ *{escaped(step_id)}*: {escaped(answer.message)}", [])
         await self._post_state(answer.report, channel, run.thread_ts)
 
     async def _on_outcome(self, ack: AsyncAck, body: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 from bot.metrics import Metrics
 from bot.records import BotRecords
 from bot.service import Service
-from bot.slack_api import CANNOT_POST, SlackApi
+from bot.slack_api import CANNOT_POST, SlackApi, escaped
 from core.errors import OpsflowError
 from core.settings import SlackSettings
 from core.types import Answer, Retrieval, ToolSpec, Workflow
@@ -179,7 +179,7 @@ class ThreadService:
             log.warning("answer failed", extra={"channel": asked.channel, "error": reason})
             self._metrics.answers.labels(origin=asked.origin, outcome="failed").inc()
             await reply.finish(
-                f":warning: I could not answer this time: {_escaped(reason)}. "
+                f":warning: I could not answer this time: {escaped(reason)}. "
                 "Try again in a minute, or escalate to the incident commander."
             )
             return None
@@ -252,11 +252,6 @@ def _too_long(question: str) -> str:
         f":warning: That message is {len(question):,} characters; ask in under {MAX_QUESTION:,} "
         "(describe the symptom or paste the alert name rather than whole logs)."
     )
-
-
-def _escaped(text: str) -> str:
-    """An outside string made inert in Slack mrkdwn (no links, no mentions, no @here)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _context(retrieval: Retrieval) -> dict[str, Any]:

@@ -225,6 +225,13 @@ async def test_runbook_text_reaches_slack_escaped(settings: Settings, tmp_path: 
         assert raw not in shown
 
 
+async def test_a_command_echoes_what_was_asked_without_pinging_anyone(bot: RunningBot) -> None:
+    ack = await (await bot.client.command(f"ask <!here> <@U0BOSS> {QUESTION}", user="U1")).text()
+    unknown = await (await bot.client.command("<!channel>", user="U1")).text()
+    assert "&lt;!here&gt; &lt;@U0BOSS&gt;" in ack and "<!here>" not in ack and "<@U0BOSS>" not in ack
+    assert "&lt;!channel&gt;" in unknown and "<!channel>" not in unknown
+
+
 # -- kind 10: abstentions say why once; the README's question gets a workflow ---------------------
 
 
