@@ -69,6 +69,7 @@ _PROMQL_BLOCKS = {"", "promql", "prometheus"}
 _SAMPLE = re.compile(r"^[A-Za-z_:][\w:]*(?:\{.*\})?\s+-?[\d.]+(?:[eE][+-]?\d+)?(?:\s+\d+)?$")
 _ASSIGNMENT = re.compile(r"(?:export\s+)?(?P<name>[A-Za-z_]\w*)=(?P<quote>[\"']?)(?P<value>[^\"'\s]*)(?P=quote)")
 _VARIABLE = re.compile(r"\$(?:\{(?P<braced>[A-Za-z_]\w*)\}|(?P<name>[A-Za-z_]\w*))")
+_ALTERNATIVE = re.compile(r"(?:alternatively|as an alternative)\b", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOPWORDS = frozenset("a an the of to in on for and or is are be it its this that with by as at from if then".split())
@@ -251,8 +252,10 @@ class _Passage:
 @functools.lru_cache(maxsize=512)
 def _passages(markdown: str) -> tuple[_Passage, ...]:
     """The passages of a chunk's ``markdown`` (``core.document``'s blocks) in order: a paragraph, a
-    list item with the paragraphs it holds, a table row. A code block belongs to the passage before
-    it; one with no text before it (right under a heading) is a passage of its own, without text."""
+    list item with the paragraphs it holds, a table row. A paragraph or item that starts
+    "Alternatively, …" is another way to do what the one before it says: it joins that passage. A
+    code block belongs to the passage before it; one with no text before it (right under a heading)
+    is a passage of its own, without text."""
     passages: list[_Passage] = []
     after_text = False  # whether a code block now comes right after a text block
     item_level: int | None = None  # the level of the list item the last passage is, if it is one
@@ -265,8 +268,10 @@ def _passages(markdown: str) -> tuple[_Passage, ...]:
                 passages.append(_Passage("", (code,)))
         elif block.kind == "heading":
             after_text, item_level = False, None
-        elif block.kind == "paragraph" and item_level is not None and block.level > item_level:
-            last = passages[-1]  # a paragraph of the item: the same step
+        elif (block.kind == "paragraph" and item_level is not None and block.level > item_level) or (
+            after_text and _ALTERNATIVE.match(block.text)
+        ):
+            last = passages[-1]  # a paragraph of the item, or another way to do the same: the same step
             passages[-1] = _Passage(f"{last.text} {block.text}", last.blocks)
         else:
             passages += [_Passage(row) for row in block.text.split("\n")]
@@ -279,21 +284,23 @@ def _words(text: str) -> set[str]:
 
 
 def _source(step: Step, chunks: Mapping[str, Chunk]) -> tuple[str, _Passage] | None:
-    """The sentence of the cited chunks that ``step`` was written from (most of its words, the best
-    share), and its passage; None when no sentence holds enough of them."""
+    """The sentence of the cited chunks that ``step`` was written from (the best share of its words,
+    at least ``MATCH``), and its passage; for a step that joins several sentences, the passage
+    holding enough of its words. None when no sentence or passage holds enough of them."""
     wanted = _words(step.text)
     if not wanted:
         return None
-    best: tuple[float, str, _Passage] | None = None
-    for citation in step.citations:
-        if (chunk := chunks.get(citation.chunk_id)) is None:
-            continue
-        for passage in _passages(chunk.text):
-            for sentence in _SENTENCE_END.split(passage.text):
-                share = len(wanted & _words(sentence)) / len(wanted)
+    passages = [p for c in step.citations if (chunk := chunks.get(c.chunk_id)) for p in _passages(chunk.text)]
+    for pieces in (lambda p: _SENTENCE_END.split(p.text), lambda p: [p.text]):
+        best: tuple[float, str, _Passage] | None = None
+        for passage in passages:
+            for piece in pieces(passage):
+                share = len(wanted & _words(piece)) / len(wanted)
                 if share >= MATCH and (best is None or share > best[0]):
-                    best = (share, sentence, passage)
-    return None if best is None else (best[1], best[2])
+                    best = (share, piece, passage)
+        if best is not None:
+            return best[1], best[2]
+    return None
 
 
 def _step_actions(step: Step, chunks: Mapping[str, Chunk], tools: Mapping[str, ToolSpec]) -> Iterator[Action]:

@@ -180,15 +180,19 @@ def test_opsflow_checks_runs_the_sample_runbooks_query_and_takes_the_branch(
 
 @pytest.fixture(scope="module")
 def target_down_kb(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Settings:
-    """The benchmark corpus's TargetDown runbook alone, ingested."""
+    """The benchmark corpus's two TargetDown runbooks (prometheus-operator's, OpenShift's), ingested."""
     settings = make_settings(tmp_path_factory.mktemp("target-down-kb"), model_cache)
-    runbook = BENCH / "corpus" / "prometheus-operator" / "general" / "TargetDown.md"
-    if not runbook.is_file():
-        pytest.skip(f"the benchmark corpus is not at {runbook.parent}")
+    corpus = BENCH / "corpus"
+    runbooks = [
+        corpus / "prometheus-operator/general/TargetDown.md",
+        corpus / "openshift/cluster-monitoring-operator/TargetDown.md",
+    ]
+    if not all(r.is_file() for r in runbooks):
+        pytest.skip(f"the benchmark corpus is not at {corpus}")
 
     async def build() -> None:
         async with open_knowledge(settings) as kb:
-            report = await ingest([runbook], kb.builder, max_bytes=settings.ingest.max_document_bytes)
+            report = await ingest(runbooks, kb.builder, max_bytes=settings.ingest.max_document_bytes)
             assert not report.failed, report.failed
 
     asyncio.run(build())

@@ -67,6 +67,13 @@ TREND = "Check the trend of scrape failures over time"
             "2. Read the release notes.",
             {"argv": ["kubectl", "get", "pods", "-n", "monitoring"]},
         ),
+        # Another way to do the same ("Alternatively, …") is the step's.
+        (
+            "Open the Targets page and list the targets that are down",
+            "- Open the Targets page and list the targets that are down.\n"
+            "- Alternatively, query `up == 0` in the Metrics page.\n- Check the network.",
+            {"query": "up == 0"},
+        ),
         # A variable the block sets is its value in the commands after it.
         (
             TREND,
