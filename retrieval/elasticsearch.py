@@ -22,26 +22,43 @@ import numpy as np
 from core.errors import ConfigError, RetrievalUnavailable
 from core.settings import RetrievalSettings
 from core.types import Chunk, IncidentNode, SourceDocument
-from retrieval.lexical import expand_identifiers, query_terms
+from retrieval.lexical import STOP_WORDS, query_terms, runbook_about, runbook_names
 from retrieval.ports import Hits
 
 if TYPE_CHECKING:
     from elasticsearch import AsyncElasticsearch
 
 HEADING_BOOST = 3
+NAME_BOOST = 2
+FORMAT = 2  # the analysis below; 1 expanded identifiers client-side
 MAX_WINDOW = 10_000  # index.max_result_window and the kNN num_candidates ceiling
 _BATCH = 1_000
 _KEYWORD = {"type": "keyword"}
 _CHUNK_FIELDS = ["chunk_id", "doc_id", "ordinal", "title", "heading_path", "text"]
 
-# Mirrors the embedded BM25 tokenizer (retrieval.lexical): split on anything but letters and digits
-# (so pg_stat_replication and 10.0.0.10 split the way query_terms splits them), lower-case, stem.
+# The server's analysers do what the embedded index does in Python (retrieval.lexical.index_terms):
+# split on anything but letters and digits (so pg_stat_replication and 10.0.0.10 split the way the
+# embedded tokenizer splits them), keep each identifier and add its case-change parts
+# (KubeAPIDown → KubeAPIDown Kube API Down), lower-case, drop stop words, Snowball English stems.
+# Indexing flattens the word-delimiter graph, as Elasticsearch requires of index-time graphs.
+_QUERY = ["opsflow_parts", "lowercase", "opsflow_stop", "opsflow_stem"]
+_INDEX = [_QUERY[0], "flatten_graph", *_QUERY[1:]]
 ANALYSIS = {
     "analyzer": {
-        "opsflow_text": {"type": "custom", "tokenizer": "opsflow_words", "filter": ["lowercase", "porter_stem"]}
+        "opsflow_text": {"type": "custom", "tokenizer": "opsflow_words", "filter": _INDEX},
+        "opsflow_query": {"type": "custom", "tokenizer": "opsflow_words", "filter": _QUERY},
     },
     "tokenizer": {"opsflow_words": {"type": "pattern", "pattern": "[^\\p{L}\\p{N}]+"}},
-}
+    "filter": {
+        "opsflow_parts": {
+            "type": "word_delimiter_graph", "split_on_case_change": True, "preserve_original": True,
+            "split_on_numerics": False, "stem_english_possessive": False,
+        },
+        "opsflow_stop": {"type": "stop", "stopwords": sorted(STOP_WORDS)},
+        "opsflow_stem": {"type": "snowball", "language": "English"},
+    },
+}  # fmt: skip
+_TEXT = {"type": "text", "analyzer": "opsflow_text", "search_analyzer": "opsflow_query"}
 
 
 def docs_index_name(es_index: str) -> str:
@@ -50,7 +67,6 @@ def docs_index_name(es_index: str) -> str:
 
 def chunk_index_body(dim: int) -> dict[str, Any]:
     """``indices.create`` arguments for the chunks index."""
-    text = {"type": "text", "analyzer": "opsflow_text"}
     # Plain float HNSW: the quantized defaults (int8_hnsw, bbq_hnsw) would only approximate the cosine,
     # and callers compare it with the embedded backend's exact one.
     vec = {
@@ -64,23 +80,30 @@ def chunk_index_body(dim: int) -> dict[str, Any]:
         **dict.fromkeys(("chunk_id", "doc_id", "heading_path", "write_id"), _KEYWORD),
         "ordinal": {"type": "integer"},
         "title": {"type": "text"},
-        "heading": text,
-        "body": text,
+        "heading": _TEXT,
+        "body": _TEXT,
         "text": {"type": "text", "index": False},
         "vec": vec,
     }
-    return {"settings": {"analysis": ANALYSIS}, "mappings": {"dynamic": "strict", "properties": properties}}
+    return _index_body(properties)
 
 
 def docs_index_body() -> dict[str, Any]:
-    """``indices.create`` arguments for the per-document ingest state."""
+    """``indices.create`` arguments for the per-document ingest state and the runbook names ranking."""
     properties = {
         **dict.fromkeys(("doc_id", "source", "kind", "content_hash", "write_id"), _KEYWORD),
         "title": {"type": "text"},
+        "names": _TEXT,
+        "about": _TEXT,
         "chunk_count": {"type": "integer"},
         "incidents": {"type": "object", "enabled": False},
     }
-    return {"mappings": {"dynamic": "strict", "properties": properties}}
+    return _index_body(properties)
+
+
+def _index_body(properties: dict[str, Any]) -> dict[str, Any]:
+    mappings = {"dynamic": "strict", "_meta": {"opsflow_format": FORMAT}, "properties": properties}
+    return {"settings": {"analysis": ANALYSIS}, "mappings": mappings}
 
 
 def mapped_dims(get_mapping_body: Mapping[str, Any]) -> int | None:
@@ -91,13 +114,31 @@ def mapped_dims(get_mapping_body: Mapping[str, Any]) -> int | None:
     return None
 
 
-def lexical_query(terms: Sequence[str], k: int) -> dict[str, Any]:
-    """``search`` arguments for BM25 over heading (boosted) and body; ``terms`` from ``query_terms``.
+def check_format(name: str, get_mapping_body: Mapping[str, Any]) -> None:
+    """Raise ``ConfigError`` unless an existing index was created with this ``FORMAT`` (1 when unrecorded)."""
+    for index in get_mapping_body.values():
+        found = int(index["mappings"].get("_meta", {}).get("opsflow_format", 1))
+        if found != FORMAT:
+            raise ConfigError(
+                f"Elasticsearch index {name!r} has opsflow format {found}, this opsflow needs {FORMAT}: delete it "
+                "(or set retrieval.es_index to a new name) and run `opsflow ingest` again"
+            )
 
-    ``multi_match`` analyses its text and parses no query syntax, so the terms need no escaping.
-    """
-    match = {"query": " ".join(terms), "fields": [f"heading^{HEADING_BOOST}", "body"], "type": "most_fields"}
+
+def _match(query: str, fields: list[str], k: int) -> dict[str, Any]:
+    # multi_match analyses its text and parses no query syntax, so the text needs no escaping.
+    match = {"query": query, "fields": fields, "type": "most_fields"}
     return {"query": {"multi_match": match}, "size": min(k, MAX_WINDOW), "source": False}
+
+
+def lexical_query(query: str, k: int) -> dict[str, Any]:
+    """``search`` arguments for BM25 over heading (boosted) and body, analysed by the server."""
+    return _match(query, [f"heading^{HEADING_BOOST}", "body"], k)
+
+
+def runbook_query(query: str, k: int) -> dict[str, Any]:
+    """``search`` arguments (docs index) for BM25 over runbook names (boosted) and descriptions."""
+    return _match(query, [f"names^{NAME_BOOST}", "about"], k)
 
 
 def knn_query(vector: np.ndarray, k: int) -> dict[str, Any]:
@@ -135,8 +176,8 @@ def chunk_actions(
                 "ordinal": chunk.ordinal,
                 "title": chunk.title,
                 "heading_path": list(chunk.heading_path),
-                "heading": expand_identifiers(chunk.context),
-                "body": expand_identifiers(chunk.text),
+                "heading": chunk.context,
+                "body": chunk.text,
                 "text": chunk.text,
                 "write_id": write_id,
                 "vec": vec.tolist(),
@@ -153,6 +194,8 @@ def docs_entry(
         "doc_id": doc.doc_id,
         "source": doc.source,
         "title": doc.title,
+        "names": "\n".join(runbook_names(doc.doc_id, doc.title, incidents)),
+        "about": runbook_about(incidents),
         "kind": doc.kind,
         "content_hash": doc.content_hash,
         "write_id": write_id,
@@ -217,19 +260,21 @@ class ElasticsearchChunkIndex:
         self._started = False
 
     async def start(self) -> None:
-        """Create both indices if missing (safe to repeat); check the vector size of an existing one."""
+        """Create both indices if missing (safe to repeat); check the vector size and format of existing ones."""
         async with self._lock:
             if self._started:
                 return
             with map_elasticsearch_errors("index setup"):
                 if not await self._create(self._chunks, chunk_index_body(self._dim)):
-                    dims = mapped_dims((await self._es.indices.get_mapping(index=self._chunks)).body)
-                    if dims != self._dim:
+                    mapping = (await self._es.indices.get_mapping(index=self._chunks)).body
+                    if (dims := mapped_dims(mapping)) != self._dim:
                         raise ConfigError(
                             f"Elasticsearch index {self._chunks!r} holds {dims}-d vectors but the embedder makes "
                             f"{self._dim}-d ones: delete the index or set retrieval.es_index to a new name"
                         )
-                await self._create(self._docs, docs_index_body())
+                    check_format(self._chunks, mapping)
+                if not await self._create(self._docs, docs_index_body()):
+                    check_format(self._docs, (await self._es.indices.get_mapping(index=self._docs)).body)
             self._started = True
 
     async def _create(self, name: str, body: dict[str, Any]) -> bool:
@@ -279,12 +324,18 @@ class ElasticsearchChunkIndex:
                     )
 
     async def lexical(self, query: str, k: int) -> Hits:
-        terms = query_terms(query)
-        if not terms or k <= 0:
+        if not query_terms(query) or k <= 0:
             return []
         await self.start()
         with map_elasticsearch_errors("lexical search"):
-            return hits((await self._es.search(index=self._chunks, **lexical_query(terms, k))).body)
+            return hits((await self._es.search(index=self._chunks, **lexical_query(query, k))).body)
+
+    async def runbooks(self, query: str, k: int) -> Hits:
+        if not query_terms(query) or k <= 0:
+            return []
+        await self.start()
+        with map_elasticsearch_errors("runbook search"):
+            return hits((await self._es.search(index=self._docs, **runbook_query(query, k))).body)
 
     async def dense(self, vector: np.ndarray, k: int) -> Hits:
         if k <= 0:

@@ -1,6 +1,9 @@
-"""The zero-setup backends: SQLite + numpy (BM25 and vectors) for chunks, SQLite tables for the graph.
+"""The zero-setup backends: SQLite + tantivy + numpy for chunks, SQLite tables for the graph.
 
-Both keep one SQLite file each under the data directory and do their I/O on a dedicated thread.
+Chunks, vectors and ingest state live in SQLite (the source of truth, written in one transaction
+per document); BM25 is a tantivy index beside it (``retrieval.keyword``), checked against SQLite
+when first used and brought in line for any document it is missing or holds stale; vectors are
+searched exactly with numpy. Each SQLite file's I/O runs on a dedicated thread.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import numpy as np
 
 from core.types import Chunk, IncidentNode, Relation, SourceDocument
 from retrieval._sqlite import SqliteWorker
-from retrieval.bm25 import Bm25Index, term_counts
+from retrieval.keyword import ChunkText, KeywordIndex, RunbookText
+from retrieval.lexical import runbook_about, runbook_names
 from retrieval.ports import Hits
 
 _INDEX_SCHEMA = """
@@ -27,26 +31,29 @@ CREATE TABLE IF NOT EXISTS documents(
 CREATE TABLE IF NOT EXISTS chunks(
     rowid INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
-    ordinal INTEGER NOT NULL, heading_path TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL,
-    terms BLOB NOT NULL);
+    ordinal INTEGER NOT NULL, heading_path TEXT NOT NULL, text TEXT NOT NULL, vec BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
 """
-_INDEX_FORMAT = 2  # 1 used SQLite FTS5 for BM25
+_INDEX_FORMAT = 3  # 1 used SQLite FTS5 for BM25, 2 numpy over term-count blobs
 
 
 class _Snapshot(NamedTuple):
-    """What searches read: every chunk's id, its vector, and the BM25 index over them."""
+    """What dense searches read: every chunk's id and its vector."""
 
     ids: list[str]
     vectors: np.ndarray
-    bm25: Bm25Index
 
 
 class EmbeddedChunkIndex:
-    """Chunks in SQLite; BM25 and exact cosine search in memory with numpy, rebuilt after writes."""
+    """Chunks in SQLite, BM25 by tantivy in ``<name>.keywords/`` beside it, exact cosine search with numpy.
+
+    The vectors are read into memory on the first dense search after a write.
+    """
 
     def __init__(self, path: Path) -> None:
         self._db = SqliteWorker(path, _INDEX_SCHEMA, _INDEX_FORMAT)
+        self._keywords_path = path.with_name(f"{path.stem}.keywords")
+        self._keywords: KeywordIndex | None = None
         self._snapshot: _Snapshot | None = None
 
     async def document_hashes(self, source: str | None = None) -> dict[str, str]:
@@ -81,32 +88,62 @@ class EmbeddedChunkIndex:
                 ),
             )
             conn.executemany(
-                "INSERT INTO chunks(chunk_id, doc_id, ordinal, heading_path, text, vec, terms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks(chunk_id, doc_id, ordinal, heading_path, text, vec) VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (
-                        c.chunk_id,
-                        doc.doc_id,
-                        c.ordinal,
-                        json.dumps(c.heading_path),
-                        c.text,
-                        vec.tobytes(),
-                        term_counts(c.context, c.text),
-                    )
+                    (c.chunk_id, doc.doc_id, c.ordinal, json.dumps(c.heading_path), c.text, vec.tobytes())
                     for c, vec in zip(chunks, vecs, strict=True)
                 ],
             )
 
+        keywords = await self._keyword_index()
         await self._db.transaction(write)
         self._snapshot = None
+        texts = [ChunkText(c.chunk_id, c.context, c.text) for c in chunks]
+        runbook = _runbook_text(doc.doc_id, doc.title, doc.content_hash, incidents)
+        await asyncio.to_thread(keywords.replace, doc.doc_id, texts, runbook)
 
     async def remove_documents(self, doc_ids: Collection[str]) -> None:
+        keywords = await self._keyword_index()
         await self._db.transaction(lambda conn: _delete_documents(conn, list(doc_ids)))
         self._snapshot = None
+        await asyncio.to_thread(keywords.remove, list(doc_ids))
 
     async def lexical(self, query: str, k: int) -> Hits:
-        snapshot = await self._load()
-        return await asyncio.to_thread(snapshot.bm25.search, query, k)
+        keywords = await self._keyword_index()
+        return await asyncio.to_thread(keywords.search_chunks, query, k)
+
+    async def runbooks(self, query: str, k: int) -> Hits:
+        keywords = await self._keyword_index()
+        return await asyncio.to_thread(keywords.search_runbooks, query, k)
+
+    async def _keyword_index(self) -> KeywordIndex:
+        """The keyword index, brought in line with SQLite on first use (after a crash between the two)."""
+        if self._keywords is None:
+            keywords = await asyncio.to_thread(KeywordIndex, self._keywords_path)
+            await self._reconcile(keywords)
+            self._keywords = keywords
+        return self._keywords
+
+    async def _reconcile(self, keywords: KeywordIndex) -> None:
+        indexed = await asyncio.to_thread(keywords.runbook_hashes)
+        stored = await self.document_hashes()
+        await asyncio.to_thread(keywords.remove, [d for d in indexed if d not in stored])
+        for doc_id in [d for d, h in stored.items() if indexed.get(d) != h]:
+
+            def read(conn: sqlite3.Connection, doc_id: str = doc_id) -> tuple[list[ChunkText], RunbookText]:
+                title, content_hash, blob = conn.execute(
+                    "SELECT title, content_hash, incidents FROM documents WHERE doc_id = ?", (doc_id,)
+                ).fetchone()
+                rows = conn.execute(
+                    "SELECT chunk_id, heading_path, text FROM chunks WHERE doc_id = ? ORDER BY ordinal", (doc_id,)
+                )
+                texts = [ChunkText(cid, " > ".join((title, *json.loads(path))), text) for cid, path, text in rows]
+                incidents = [IncidentNode.model_validate(n) for n in json.loads(blob)]
+                return texts, _runbook_text(doc_id, title, content_hash, incidents)
+
+            texts, runbook = await self._db.run(read)
+            await asyncio.to_thread(keywords.replace, doc_id, texts, runbook)
+        await asyncio.to_thread(keywords.flush)
 
     async def dense(self, vector: np.ndarray, k: int) -> Hits:
         snapshot = await self._load()
@@ -120,10 +157,10 @@ class EmbeddedChunkIndex:
         if self._snapshot is None:
 
             def load(conn: sqlite3.Connection) -> _Snapshot:
-                rows = conn.execute("SELECT chunk_id, vec, terms FROM chunks ORDER BY rowid").fetchall()
+                rows = conn.execute("SELECT chunk_id, vec FROM chunks ORDER BY rowid").fetchall()
                 ids = [r[0] for r in rows]
                 vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows else np.zeros((0, 0))
-                return _Snapshot(ids, vectors, Bm25Index(ids, [r[2] for r in rows]))
+                return _Snapshot(ids, vectors)
 
             self._snapshot = await self._db.run(load)
         return self._snapshot
@@ -165,7 +202,13 @@ class EmbeddedChunkIndex:
         return await self._db.run(read)
 
     async def aclose(self) -> None:
+        if self._keywords is not None:
+            await asyncio.to_thread(self._keywords.flush)
         await self._db.aclose()
+
+
+def _runbook_text(doc_id: str, title: str, content_hash: str, incidents: Sequence[IncidentNode]) -> RunbookText:
+    return RunbookText(doc_id, content_hash, runbook_names(doc_id, title, incidents), runbook_about(incidents))
 
 
 def _delete_documents(conn: sqlite3.Connection, doc_ids: list[str]) -> None:

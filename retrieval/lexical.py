@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
+
+from core.types import IncidentNode, normalise_name
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _IDENTIFIER = re.compile(r"\b[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*\b")
@@ -47,3 +50,21 @@ def index_terms(text: str) -> list[str]:
     """The stemmed BM25 terms of a text, in order, repeats kept (identifiers also split)."""
     words = [w.lower() for w in _WORD.findall(expand_identifiers(text))]
     return list(_stemmer().stemWords([w for w in words if w not in STOP_WORDS and (len(w) > 1 or w.isdigit())]))
+
+
+def runbook_names(doc_id: str, title: str, incidents: Sequence[IncidentNode]) -> tuple[str, ...]:
+    """What a document is called: its title, its file name, and its incidents' names and aliases.
+
+    Distinct by normalised form (``KubePodCrashLooping`` and ``Kube Pod Crash Looping`` are one).
+    """
+    stem = doc_id.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    names = (title, stem, *(n for node in incidents for n in (node.name, *node.aliases)))
+    unique: dict[str, str] = {}
+    for name in names:
+        unique.setdefault(normalise_name(name), name)
+    return tuple(name for key, name in unique.items() if key)
+
+
+def runbook_about(incidents: Sequence[IncidentNode]) -> str:
+    """What a document's incidents are, in their own words: their descriptions, each once."""
+    return "\n".join(dict.fromkeys(n.description for n in incidents if n.description))

@@ -13,7 +13,7 @@ import numpy as np
 from core.types import Chunk, IncidentNode, Relation, SourceDocument
 
 Hits = list[tuple[str, float]]
-"""(chunk_id, backend score) pairs, best first."""
+"""(chunk_id or doc_id, backend score) pairs, best first."""
 
 
 class Embedder(Protocol):
@@ -55,6 +55,11 @@ class ChunkIndex(Protocol):
 
     async def lexical(self, query: str, k: int) -> Hits:
         """BM25 search; at most ``k`` hits, best first; a query with no searchable word gives []."""
+        ...
+
+    async def runbooks(self, query: str, k: int) -> Hits:
+        """BM25 over each document's names (title, file name, incident names and aliases, identifiers
+        split) and descriptions; at most ``k`` (doc_id, score) pairs, best first."""
         ...
 
     async def dense(self, vector: np.ndarray, k: int) -> Hits:

@@ -1,7 +1,11 @@
-"""``retrieve(query)``: BM25, dense and named-incident rankings fused by RRF, plus incident nodes.
+"""``retrieve(query)``: runbooks ranked by their passages and their names, passages grouped by runbook.
 
-The three rankings run concurrently; one that fails is reported in ``Retrieval.degraded`` and the
-others still answer. Only when every ranking fails is ``RetrievalUnavailable`` raised.
+Four rankings run concurrently: BM25 and dense over chunks, the chunks of incidents the query
+names, and BM25 over each runbook's names and descriptions. Runbooks are ranked by the weighted sum
+of their normalised evidence in each, in which a runbook's passages add up
+(``retrieval.fusion.score_documents``); a runbook's passages keep their reciprocal-rank order. A ranking that
+fails is reported in ``Retrieval.degraded`` and the others still answer; only when both chunk
+rankings fail is ``RetrievalUnavailable`` raised.
 """
 
 from __future__ import annotations
@@ -13,14 +17,15 @@ from typing import TypeVar
 
 from core.errors import BackendUnavailable, RetrievalUnavailable
 from core.settings import RetrievalSettings
-from core.types import IncidentNode, NodeHit, Passage, Retrieval, normalise_name
-from retrieval.fusion import reciprocal_rank_fusion
+from core.types import Chunk, IncidentNode, NodeHit, Passage, Retrieval, normalise_name
+from retrieval.fusion import doc_of, reciprocal_rank_fusion, score_documents
 from retrieval.ports import ChunkIndex, Embedder, GraphStore
 
 MAX_NAME_WORDS = 8
 MIN_KEY_CHARS = 5
 MAX_NODES = 8
 MAX_CONTEXT = 20
+PER_DOC = 3  # passages of one runbook among the top k
 
 T = TypeVar("T")
 
@@ -42,8 +47,12 @@ class Retriever:
         self._settings = settings
 
     async def retrieve(self, query: str, k: int | None = None) -> Retrieval:
-        """Top ``k`` passages (default ``top_k``), then the leading document's other incident chunks
-        (rank ``context``, score 0), and the incidents the query names or resembles."""
+        """Top ``k`` passages (default ``top_k``) grouped by runbook, best runbook first (at most
+        ``PER_DOC`` passages each), then the leading runbook's other incident chunks (rank ``context``,
+        score 0), and the incidents the query names or resembles.
+
+        A passage's ``score`` is its runbook's score; its ``ranks`` and ``raw_scores`` are its
+        own in each chunk ranking plus its runbook's in ``runbook`` (the names ranking)."""
         started = time.perf_counter()
         top_k = k or self._settings.top_k
         n = self._settings.candidates
@@ -51,27 +60,39 @@ class Retriever:
         async with asyncio.TaskGroup() as tg:
             bm25 = tg.create_task(_guard("keyword search", self._index.lexical(query, n), degraded))
             dense = tg.create_task(_guard("semantic search", self._dense(query, n), degraded))
+            names = tg.create_task(_guard("runbook names", self._index.runbooks(query, n), degraded))
             named = tg.create_task(_guard("incident graph", self._graph.named(name_keys(query)), degraded))
-        hits = {"bm25": bm25.result() or [], "dense": dense.result() or []}
-        rankings = {name: [c for c, _ in found] for name, found in hits.items()}
-        raw = {name: dict(found) for name, found in hits.items()}
-        named_nodes = named.result() or []
-        rankings["named"] = [c for node in _most_specific_first(named_nodes) for c in node.chunk_ids][:n]
         if bm25.result() is None and dense.result() is None:
             raise RetrievalUnavailable("; ".join(degraded), backend="chunk index")
+        hits = {"bm25": bm25.result() or [], "dense": dense.result() or []}
+        rankings = {name: [c for c, _ in found] for name, found in hits.items()}
+        named_nodes = named.result() or []
+        rankings["named"] = [c for node in _most_specific_first(named_nodes) for c in node.chunk_ids][:n]
+        runbook = names.result() or []
         cfg = self._settings
-        weights = {"bm25": cfg.bm25_weight, "dense": cfg.dense_weight, "named": cfg.named_weight}
-        fused = reciprocal_rank_fusion(rankings, k=cfg.rrf_k, weights=weights)[:top_k]
-        chunks = await self._index.chunks([cid for cid, _, _ in fused])
+        weights = {
+            "bm25": cfg.bm25_weight, "dense": cfg.dense_weight, "named": cfg.named_weight, "runbook": cfg.runbook_weight
+        }  # fmt: skip
+        chunk_order = reciprocal_rank_fusion(rankings, k=cfg.rrf_k, weights=weights)
+        named_docs = [(doc_of(c), 1.0) for c in rankings["named"]]
+        docs = score_documents(hits, {"runbook": runbook, "named": named_docs}, weights=weights)
+        chosen = await self._passages(docs, [c for c, _, _ in chunk_order], top_k)
+        ranks = {cid: r for cid, _, r in chunk_order}
+        raw = {name: dict(found) for name, found in (*hits.items(), ("runbook", runbook))}
+        doc_rank = {d: i for i, (d, _) in enumerate(runbook, 1)}
         passages = tuple(
             Passage(
-                chunk=chunks[cid],
-                score=score,
-                ranks=ranks,
-                raw_scores={name: raw[name][cid] for name in raw if cid in raw[name]},
+                chunk=chunk,
+                score=round(score, 6),
+                ranks=ranks.get(chunk.chunk_id, {})
+                | ({"runbook": doc_rank[chunk.doc_id]} if chunk.doc_id in doc_rank else {}),
+                raw_scores={
+                    name: values[key]
+                    for name, values in raw.items()
+                    if (key := chunk.doc_id if name == "runbook" else chunk.chunk_id) in values
+                },
             )
-            for cid, score, ranks in fused
-            if cid in chunks
+            for chunk, score in chosen
         )
         nodes = await _guard("incident graph", self._nodes(named_nodes, passages), degraded) or []
         passages += await self._lead_context(passages, nodes)
@@ -82,6 +103,24 @@ class Retriever:
             degraded=tuple(dict.fromkeys(degraded)),
             took_ms=(time.perf_counter() - started) * 1000,
         )
+
+    async def _passages(
+        self, docs: list[tuple[str, float]], chunk_order: list[str], top_k: int
+    ) -> list[tuple[Chunk, float]]:
+        """Up to ``top_k`` (chunk, runbook score): the best runbooks' best chunks, ``PER_DOC`` each.
+
+        A runbook found only by its names contributes its first chunks."""
+        by_doc: dict[str, list[str]] = {}
+        for chunk_id in chunk_order:
+            by_doc.setdefault(doc_of(chunk_id), []).append(chunk_id)
+        wanted: list[tuple[str, float]] = []
+        for doc_id, score in docs:
+            ids = by_doc.get(doc_id) or [f"{doc_id}#{i}" for i in range(PER_DOC)]
+            wanted.extend((c, score) for c in ids[:PER_DOC])
+            if len(wanted) >= top_k + PER_DOC:  # a little spare for chunks that vanished meanwhile
+                break
+        found = await self._index.chunks([c for c, _ in wanted])
+        return [(found[c], score) for c, score in wanted if c in found][:top_k]
 
     async def _lead_context(self, passages: tuple[Passage, ...], nodes: list[NodeHit]) -> tuple[Passage, ...]:
         """The rest of the leading document's incident chunks, so the planner sees its whole runbook."""
@@ -103,7 +142,8 @@ class Retriever:
     async def _nodes(self, named: list[IncidentNode], passages: tuple[Passage, ...]) -> list[NodeHit]:
         """Named nodes first, then nodes of the top passages (scored by their best passage), then neighbours."""
         hits: dict[str, NodeHit] = {n.node_id: NodeHit(node=n, score=1.0, via="named") for n in named}
-        best = {p.chunk.chunk_id: p.score / passages[0].score for p in passages} if passages else {}
+        top = max((p.score for p in passages), default=0.0) or 1.0
+        best = {p.chunk.chunk_id: p.score / top for p in passages}
         for node in await self._graph.for_chunks(list(best)):
             if node.node_id not in hits:
                 score = max(best.get(c, 0.0) for c in node.chunk_ids)

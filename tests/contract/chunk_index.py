@@ -60,6 +60,31 @@ class ChunkIndexContract:
         assert [c for c, _ in await index.lexical("kube api down", 5)] == ["k8s/KubeAPIDown.md#0"]
         assert [c for c, _ in await index.lexical("How is replication?", 5)] == ["db/PgLag.md#0"]
 
+    async def test_lexical_matches_identifiers_by_their_words_both_ways(self, index: ChunkIndex) -> None:
+        await self.put(index, "k8s/ApiServer.md", ["when the kube api is down, kubectl times out"], [1])
+        await self.put(index, "db/PgLag.md", ["replication lag on the standby"], [2])
+        assert [c for c, _ in await index.lexical("KubeAPIDown", 5)] == ["k8s/ApiServer.md#0"]
+
+    async def test_runbooks_rank_documents_by_the_words_of_their_names(self, index: ChunkIndex) -> None:
+        await self.put(index, "k8s/KubePodCrashLooping.md", ["the container exits and is started again"], [1])
+        await self.put(index, "k8s/KubePodNotReady.md", ["the pod is not ready, probes fail"], [2])
+        await self.put(index, "db/PgLag.md", ["pod restarts make the standby lag"], [3])
+        for query in ("kube pod crash looping", "payments pods in CrashLoopBackOff", "KubePodCrashLooping"):
+            assert (await index.runbooks(query, 5))[0][0] == "k8s/KubePodCrashLooping.md"
+        assert [d for d, _ in await index.runbooks("pod not ready", 1)] == ["k8s/KubePodNotReady.md"]
+
+    async def test_runbooks_rank_by_incident_descriptions_too(self, index: ChunkIndex) -> None:
+        await self.put(index, "k8s/KubePodCrashLooping.md", ["the app dies and kubernetes restarts it"], [1])
+        await self.put(index, "db/PgLag.md", ["replication falls behind"], [2])
+        assert [d for d, _ in await index.runbooks("my app dies", 5)] == ["k8s/KubePodCrashLooping.md"]
+        assert await index.runbooks("what is the", 5) == []
+
+    async def test_removed_documents_leave_the_runbook_ranking(self, index: ChunkIndex) -> None:
+        await self.put(index, "a/KafkaLag.md", ["consumer lag"], [1])
+        await self.put(index, "b/KafkaDown.md", ["broker down"], [2])
+        await index.remove_documents(["a/KafkaLag.md"])
+        assert [d for d, _ in await index.runbooks("kafka lag", 5)] == ["b/KafkaDown.md"]
+
     async def test_lexical_returns_at_most_k_best_first(self, index: ChunkIndex) -> None:
         texts = [f"disk {'full ' * (i + 1)}on node {i}" for i in range(5)]
         await self.put(index, "disk.md", texts, list(range(5)))

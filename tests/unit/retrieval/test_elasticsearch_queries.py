@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
 import pytest
 
-from core.errors import RetrievalUnavailable
+from core.errors import ConfigError, RetrievalUnavailable
 from core.settings import RetrievalSettings
 from core.types import Chunk, IncidentNode, Section, SourceDocument
 from retrieval.elasticsearch import (
+    FORMAT,
     HEADING_BOOST,
     MAX_WINDOW,
+    NAME_BOOST,
     ElasticsearchChunkIndex,
+    check_format,
     chunk_actions,
     chunk_from_source,
     chunk_index_body,
@@ -28,10 +30,11 @@ from retrieval.elasticsearch import (
     lexical_query,
     map_elasticsearch_errors,
     mapped_dims,
+    runbook_query,
     source_query,
     stale_chunks_query,
 )
-from retrieval.lexical import query_terms
+from retrieval.lexical import STOP_WORDS, query_terms
 
 elasticsearch = pytest.importorskip("elasticsearch")
 elastic_transport = pytest.importorskip("elastic_transport")
@@ -61,16 +64,36 @@ def test_chunk_index_maps_vectors_as_exact_float_cosine_hnsw() -> None:
 def test_chunk_index_searches_heading_and_body_and_only_stores_raw_text() -> None:
     body = chunk_index_body(8)
     props = body["mappings"]["properties"]
-    assert props["heading"] == props["body"] == {"type": "text", "analyzer": "opsflow_text"}
+    analysed = {"type": "text", "analyzer": "opsflow_text", "search_analyzer": "opsflow_query"}
+    assert props["heading"] == props["body"] == analysed
     assert props["text"] == {"type": "text", "index": False}
     assert props["heading_path"] == props["doc_id"] == props["write_id"] == {"type": "keyword"}
     assert body["mappings"]["dynamic"] == "strict"
-    assert body["settings"]["analysis"]["analyzer"]["opsflow_text"]["filter"] == ["lowercase", "porter_stem"]
+    assert body["mappings"]["_meta"] == {"opsflow_format": FORMAT}
 
 
-def test_docs_index_stores_incidents_without_indexing_them() -> None:
-    mappings = docs_index_body()["mappings"]
+def test_the_server_splits_identifiers_on_case_changes_keeping_the_original() -> None:
+    analysis = chunk_index_body(8)["settings"]["analysis"]
+    parts = analysis["filter"]["opsflow_parts"]
+    assert parts["type"] == "word_delimiter_graph"
+    assert parts["split_on_case_change"] and parts["preserve_original"]
+    # Index-time graphs must be flattened; the search analyser keeps the graph.
+    index_filters = analysis["analyzer"]["opsflow_text"]["filter"]
+    query_filters = analysis["analyzer"]["opsflow_query"]["filter"]
+    assert index_filters == ["opsflow_parts", "flatten_graph", "lowercase", "opsflow_stop", "opsflow_stem"]
+    assert query_filters == [f for f in index_filters if f != "flatten_graph"]
+    # Same stop words and stemmer (Snowball English) as the embedded index.
+    assert set(analysis["filter"]["opsflow_stop"]["stopwords"]) == STOP_WORDS
+    assert analysis["filter"]["opsflow_stem"] == {"type": "snowball", "language": "English"}
+
+
+def test_docs_index_stores_incidents_without_indexing_them_and_analyses_names() -> None:
+    body = docs_index_body()
+    mappings = body["mappings"]
     assert mappings["properties"]["incidents"] == {"type": "object", "enabled": False}
+    assert mappings["properties"]["names"] == chunk_index_body(8)["mappings"]["properties"]["body"]
+    assert mappings["properties"]["about"] == mappings["properties"]["names"]
+    assert body["settings"]["analysis"] == chunk_index_body(8)["settings"]["analysis"]
     assert mappings["properties"]["source"] == {"type": "keyword"}
     assert mappings["dynamic"] == "strict"
     assert docs_index_name("opsflow-chunks") == "opsflow-chunks-docs"
@@ -82,11 +105,11 @@ def test_mapped_dims_reads_an_existing_index() -> None:
     assert mapped_dims({}) is None
 
 
-def test_lexical_query_boosts_the_heading() -> None:
-    assert lexical_query(["kube", "api", "down"], 5) == {
+def test_lexical_query_boosts_the_heading_and_leaves_analysis_to_the_server() -> None:
+    assert lexical_query("Is KubeAPIDown firing?", 5) == {
         "query": {
             "multi_match": {
-                "query": "kube api down",
+                "query": "Is KubeAPIDown firing?",
                 "fields": [f"heading^{HEADING_BOOST}", "body"],
                 "type": "most_fields",
             }
@@ -97,11 +120,19 @@ def test_lexical_query_boosts_the_heading() -> None:
     assert HEADING_BOOST == 3
 
 
-def test_lexical_query_carries_no_query_syntax() -> None:
-    terms = query_terms('title:"Disk*" AND (full OR node~2) -host\\ KubeAPIDown')
-    text = lexical_query(terms, 5)["query"]["multi_match"]["query"]
-    assert re.fullmatch(r"[a-z0-9 ]+", text)
-    assert text == "title disk full node 2 host kubeapidown kube api down"
+def test_runbook_query_ranks_the_docs_index_by_names_then_descriptions() -> None:
+    match = runbook_query("pods in CrashLoopBackOff", 7)
+    assert match["query"]["multi_match"]["fields"] == [f"names^{NAME_BOOST}", "about"]
+    assert (match["size"], match["source"]) == (7, False)
+
+
+def test_user_text_only_ever_goes_into_multi_match() -> None:
+    # multi_match parses no query syntax (query_string would): field names, wildcards and
+    # operators in a question are plain words to it.
+    text = 'title:"Disk*" AND (full OR node~2) -host\\ KubeAPIDown'
+    for body in (lexical_query(text, 5), runbook_query(text, 5)):
+        assert list(body["query"]) == ["multi_match"]
+        assert body["query"]["multi_match"]["query"] == text
 
 
 def test_a_query_of_stop_words_has_no_terms() -> None:
@@ -109,7 +140,7 @@ def test_a_query_of_stop_words_has_no_terms() -> None:
 
 
 def test_lexical_size_is_capped_at_the_result_window() -> None:
-    assert lexical_query(["disk"], 50_000)["size"] == MAX_WINDOW
+    assert lexical_query("disk", 50_000)["size"] == MAX_WINDOW
 
 
 @pytest.mark.parametrize(("k", "candidates"), [(1, 100), (50, 100), (80, 160), (9_000, MAX_WINDOW)])
@@ -146,7 +177,7 @@ def test_hits_keep_order_and_convert_only_dense_scores() -> None:
     assert hits({"hits": {"hits": []}}) == []
 
 
-def test_chunk_actions_expand_identifiers_and_tag_the_write() -> None:
+def test_chunk_actions_send_the_text_as_written_and_tag_the_write() -> None:
     [action] = chunk_actions("idx", DOC, [CHUNK], np.full((1, 4), 0.5), "w1")
     assert {k: v for k, v in action.items() if k != "_source"} == {
         "_op_type": "index",
@@ -154,8 +185,8 @@ def test_chunk_actions_expand_identifiers_and_tag_the_write() -> None:
         "_id": CHUNK.chunk_id,
     }
     src = action["_source"]
-    assert src["heading"] == "KubeAPIDown > Diagnosis > CoreDNS\nKube API Down Core DNS"
-    assert src["body"] == "the KubeAPIDown alert fires\nKube API Down"
+    assert src["heading"] == "KubeAPIDown > Diagnosis > CoreDNS"
+    assert src["body"] == "the KubeAPIDown alert fires"
     assert src["text"] == CHUNK.text
     assert src["heading_path"] == ["Diagnosis", "CoreDNS"]
     assert (src["doc_id"], src["write_id"], src["vec"]) == (DOC.doc_id, "w1", [0.5] * 4)
@@ -187,6 +218,20 @@ def test_docs_entry_round_trips_incidents() -> None:
     assert [IncidentNode.model_validate(n) for n in entry["incidents"]] == [node]
     assert set(entry) == set(docs_index_body()["mappings"]["properties"])
     assert (entry["content_hash"], entry["write_id"], entry["chunk_count"]) == ("h1", "w1", 1)
+
+
+def test_docs_entry_names_the_runbook_and_says_what_it_is_about() -> None:
+    node = IncidentNode(name="KubeAPIDown", aliases=("APIServerDown",), description="the API server is gone")
+    entry = docs_entry(DOC, [node], "w1", 1)
+    assert entry["names"] == "KubeAPIDown\nAPIServerDown"
+    assert entry["about"] == "the API server is gone"
+
+
+def test_an_index_of_another_format_is_refused_with_what_to_do() -> None:
+    current = {"real": {"mappings": {"_meta": {"opsflow_format": FORMAT}}}}
+    check_format("idx", current)
+    with pytest.raises(ConfigError, match="format 1, this opsflow needs"):
+        check_format("idx", {"real": {"mappings": {"properties": {}}}})
 
 
 def test_stale_chunks_are_this_documents_other_writes() -> None:
@@ -237,6 +282,8 @@ async def test_queries_without_terms_or_k_never_reach_the_server() -> None:
     index = ElasticsearchChunkIndex(settings, dim=4)
     try:
         assert await index.lexical("what is the?", 5) == []
+        assert await index.runbooks("what is the?", 5) == []
+        assert await index.runbooks("disk full", 0) == []
         assert await index.lexical("disk full", 0) == []
         assert await index.dense(np.ones(4), 0) == []
         assert await index.chunks([]) == {}

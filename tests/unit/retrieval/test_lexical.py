@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from retrieval.lexical import expand_identifiers, query_terms
+from core.types import IncidentNode
+from retrieval.lexical import expand_identifiers, query_terms, runbook_about, runbook_names
 
 
 def test_identifiers_are_split_and_stop_words_dropped() -> None:
@@ -14,3 +15,18 @@ def test_expansion_keeps_the_original_text_first() -> None:
 
 def test_numbers_survive_and_punctuation_goes() -> None:
     assert query_terms('exit code 137; "OOMKilled"') == ["exit", "code", "137", "oomkilled", "oom", "killed"]
+
+
+def test_runbook_names_are_distinct_by_their_normal_form() -> None:
+    node = IncidentNode(name="KubePodCrashLooping", aliases=("Kube Pod Crash Looping", "PodCrashLoop"))
+    names = runbook_names("k8s/KubePodCrashLooping.md", "Kube Pod Crash Looping", [node])
+    assert names == ("Kube Pod Crash Looping", "PodCrashLoop")
+
+
+def test_runbook_names_of_a_document_without_incidents_are_its_title_and_file_name() -> None:
+    assert runbook_names("howto/disk-full.md", "When the disk fills up", []) == ("When the disk fills up", "disk-full")
+
+
+def test_runbook_about_is_each_description_once() -> None:
+    nodes = [IncidentNode(name=n, description=d) for n, d in (("A", "pods crash"), ("B", "pods crash"), ("C", ""))]
+    assert runbook_about(nodes) == "pods crash"

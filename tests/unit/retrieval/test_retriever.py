@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+
 import pytest
 
 from bot.app import open_knowledge
@@ -20,7 +23,11 @@ def test_name_keys_are_query_ngrams_long_enough_to_name_something() -> None:
 @pytest.mark.parametrize(
     ("query", "doc_id"),
     [
-        ("pod restarts with exit code 137 but no OOMKilled reason", "kubernetes/KubePodCrashLooping.md"),
+        (
+            "pods in namespace payments keep restarting with CrashLoopBackOff, what should I do?",
+            "kubernetes/KubePodCrashLooping.md",
+        ),
+        ("container killed with exit code 137, memory limit reached", "kubernetes/KubeContainerOOMKilled.md"),
         ("FATAL: sorry, too many clients already", "database/PostgresTooManyConnections.md"),
         ("consumer group keeps rebalancing and lag grows", "messaging/KafkaConsumerGroupLagHigh.pdf"),
         ("certificate for shop.example.com expires in 5 days", "network/TLSCertificateExpiringSoon.html"),
@@ -51,6 +58,7 @@ async def test_a_named_alert_brings_its_node_and_neighbours(sample_kb: Settings)
 
 
 async def test_a_graph_that_is_down_degrades_retrieval_but_does_not_stop_it(sample_kb: Settings) -> None:
+    await asyncio.to_thread(importlib.import_module, "neo4j")  # its first import reads files (pandas, time zones)
     async with open_knowledge(sample_kb) as kb:
         graph = Neo4jGraphStore(GraphSettings(backend="neo4j", neo4j_uri="bolt://127.0.0.1:9", timeout_s=1))
         retriever = Retriever(kb.index, graph, kb.embedder, sample_kb.retrieval)
@@ -67,6 +75,7 @@ async def test_an_index_that_is_down_is_an_error_that_names_it(settings: Setting
     from core.settings import RetrievalSettings
     from retrieval.elasticsearch import ElasticsearchChunkIndex
 
+    await asyncio.to_thread(importlib.import_module, "elasticsearch")  # its first import reads package metadata
     async with open_knowledge(settings) as kb:
         cfg = RetrievalSettings(backend="elasticsearch", es_url="http://127.0.0.1:9", timeout_s=1)
         index = ElasticsearchChunkIndex(cfg, dim=384)

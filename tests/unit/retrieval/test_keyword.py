@@ -1,0 +1,93 @@
+"""The tantivy keyword index: BM25 behaviour, runbook names, writes seen at once and kept on disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retrieval.keyword import ChunkText, KeywordIndex, RunbookText, analysed
+
+
+def runbook(doc_id: str, *names: str, about: str = "", content_hash: str = "h1") -> RunbookText:
+    return RunbookText(doc_id, content_hash, names, about)
+
+
+def put(index: KeywordIndex, doc_id: str, *chunks: tuple[str, str], names: tuple[str, ...] = ()) -> None:
+    texts = [ChunkText(f"{doc_id}#{i}", heading, body) for i, (heading, body) in enumerate(chunks)]
+    index.replace(doc_id, texts, runbook(doc_id, *names))
+
+
+@pytest.fixture
+def index(tmp_path: Path) -> KeywordIndex:
+    return KeywordIndex(tmp_path / "keywords")
+
+
+def test_text_is_analysed_into_stems_with_identifiers_split() -> None:
+    assert analysed("The replicas are Replicating; KubeAPIDown!") == "replica replic kubeapidown kube api down"
+
+
+def test_rare_terms_outrank_common_ones(index: KeywordIndex) -> None:
+    put(index, "a", ("", "pod restarted"), ("", "pod pending"), ("", "pod evicted by kubelet"), ("", "node pressure"))
+    assert [c for c, _ in index.search_chunks("evicted pod", 10)] == ["a#2", "a#0", "a#1"]
+
+
+def test_heading_words_weigh_more_than_body_words(index: KeywordIndex) -> None:
+    put(index, "a", ("Disk full", "check usage of the volume"), ("Overview", "a disk can fill up, check usage"))
+    assert index.search_chunks("disk", 1)[0][0] == "a#0"
+
+
+def test_search_returns_at_most_k_positive_scores_best_first(index: KeywordIndex) -> None:
+    put(index, "a", *[("", "etcd " * (i + 1) + "filler words here") for i in range(20)], ("", "unrelated"))
+    hits = index.search_chunks("etcd", 5)
+    assert len(hits) == 5
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    assert all(s > 0 for _, s in hits)
+
+
+@pytest.mark.parametrize("query", ["", "the and of", "zebra"])
+def test_queries_without_known_terms_find_nothing(index: KeywordIndex, query: str) -> None:
+    put(index, "a", ("", "etcd leader lost"))
+    assert index.search_chunks(query, 5) == []
+
+
+def test_an_empty_index_finds_nothing(index: KeywordIndex) -> None:
+    assert index.search_chunks("etcd", 5) == []
+    assert index.search_runbooks("etcd", 5) == []
+
+
+def test_runbooks_are_found_by_the_words_of_their_names(index: KeywordIndex) -> None:
+    put(index, "k8s/KubePodCrashLooping.md", ("Meaning", "the app dies"), names=("KubePodCrashLooping",))
+    put(index, "db/PgLag.md", ("Meaning", "pods of the standby lag"), names=("PostgresReplicationLag",))
+    for query in ("kube pod crash looping", "CrashLoopBackOff in payments", "KubePodCrashLooping"):
+        assert [d for d, _ in index.search_runbooks(query, 5)] == ["k8s/KubePodCrashLooping.md"]
+    # Chunk words are not runbook names.
+    assert index.search_runbooks("standby", 5) == []
+
+
+def test_a_replaced_document_keeps_only_its_new_entries(index: KeywordIndex) -> None:
+    put(index, "a", ("", "etcd leader lost"), ("", "etcd quorum"), names=("EtcdNoLeader",))
+    put(index, "a", ("", "etcd quorum"), names=("EtcdQuorum",))
+    assert [c for c, _ in index.search_chunks("etcd", 5)] == ["a#0"]
+    assert index.search_runbooks("no leader", 5) == []
+    index.remove(["a", "never-written"])
+    assert index.search_chunks("etcd", 5) == []
+    assert index.runbook_hashes() == {}
+
+
+def test_what_was_written_is_found_by_the_next_process_without_rebuilding(tmp_path: Path) -> None:
+    first = KeywordIndex(tmp_path / "keywords")
+    first.replace("a", [ChunkText("a#0", "", "disk full")], runbook("a", "NodeDiskFull", content_hash="h7"))
+    first.flush()
+    again = KeywordIndex(tmp_path / "keywords")
+    assert [c for c, _ in again.search_chunks("disk", 5)] == ["a#0"]
+    assert again.runbook_hashes() == {"a": "h7"}
+
+
+def test_writes_are_committed_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(KeywordIndex, "COMMIT_EVERY", 2)
+    writer = KeywordIndex(tmp_path / "keywords")
+    put(writer, "a", ("", "disk full"))
+    assert KeywordIndex(tmp_path / "keywords").search_chunks("disk", 5) == []  # another process sees no batch yet
+    put(writer, "b", ("", "disk slow"))
+    assert len(KeywordIndex(tmp_path / "keywords").search_chunks("disk", 5)) == 2
