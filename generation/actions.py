@@ -41,6 +41,8 @@ _PROMQL = re.compile(
 # an empty result when the condition is false. Other steps run the query as written (``up == 0``
 # lists the targets that are down).
 _TRAILING_RULE = re.compile(r"\s*(?:==|!=|>=|<=|>|<)\s*-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?\s*$")
+# Braces listing alternatives (``Alert{Critical,Warning}``) are a way of writing names, not a selector.
+_NOT_A_SELECTOR = re.compile(r"\{[^{}\"'=~]*,[^{}\"'=~]*\}")
 _LOGICAL = re.compile(r"\b(?:and|or|unless|bool)\b")
 
 _PLACEHOLDER = re.compile(
@@ -384,7 +386,7 @@ def _code_action(code: str, tools: Mapping[str, ToolSpec], *, promql: bool) -> A
             return action
         if argv[:2] == ["promtool", "query"] and len(argv) == 5 and argv[2] in ("instant", "range"):
             code, promql = argv[4], True  # promtool query instant URL EXPR: the runbook's query is EXPR
-    if promql and _PROMQL.match(code) and "`" not in code:
+    if promql and _PROMQL.match(code) and "`" not in code and not _NOT_A_SELECTOR.search(code):
         return _accepting(tools, {"query": code})
     return None
 

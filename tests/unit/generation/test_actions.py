@@ -74,6 +74,7 @@ def test_concrete_checks_become_actions_of_catalogue_tools(text: str, expected: 
         "Delete it: `kubectl delete pod orders-1`",  # no tool allows it
         "Open https://grafana.example/d/abc for the dashboard.",  # not an allowlisted host
         "Run `rm -rf /var/lib/postgresql`.",
+        "The alerts `Ingress5xxErrors_PerDstNamespace{Critical,Warning,Info}` fire.",  # names, not a selector
         "No code here at all.",
     ],
 )
