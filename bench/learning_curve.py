@@ -233,6 +233,7 @@ def plot(stages: Sequence[dict[str, Any]], path: Path) -> None:
     ax.legend(fontsize=8, loc="center left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def _environment(settings: Settings, out: Path, cases_file: Path, args: argparse.Namespace) -> dict[str, str]:
@@ -252,6 +253,13 @@ def _environment(settings: Settings, out: Path, cases_file: Path, args: argparse
 def _summary_line(stage: dict[str, Any]) -> str:
     s = stage
     scorer = s.get("scorer") or {}
+    if "valid_rate" not in s:
+        return (
+            f"{s['stage']:10} {s.get('failed', '')} scorer accuracy {scorer.get('accuracy', '-')} "
+            f"(ties {scorer.get('ties', '-')}, {scorer.get('pairs', 0)} pairs, by kind {scorer.get('by_kind', {})})  "
+            f"s/step {s.get('seconds_per_step', '-')}  wall {s.get('wall_seconds', '-')} s  "
+            f"peak RSS {s.get('peak_rss_mb', '-')} MB  gate {s.get('gate', '-')}"
+        )
     return (
         f"{s['stage']:10} valid {s['valid_rate']:.0%}  valid-but-wrong {s['valid_but_wrong']:.0%}  "
         f"LLM-only F1 {s['llm_only_f1']:.3f}  extractive F1 {s['extractive_f1']:.3f}  "
@@ -287,6 +295,8 @@ async def gate_cases(kb: Knowledge, held: Sequence[Case], n: int, path: Path) ->
 
 
 async def run(args: argparse.Namespace, out: Path, training: list[Case], held: list[Case]) -> list[dict[str, Any]]:
+    """Every stage in turn; the results so far are saved after each (``save``), so a run cut short keeps them.
+    The planner's stages come first, the Scorer's (base, then after its DPO) last."""
     env = _environment(Settings(), out, out / "held_aside.jsonl", args)
     settings = Settings(records={"url": env["OPSFLOW_RECORDS__URL"]}, llm={"backend": "llamacpp"})
     print(f"{len(training)} training cases, {len(held)} held-aside cases; work in {out}", flush=True)
@@ -298,10 +308,8 @@ async def run(args: argparse.Namespace, out: Path, training: list[Case], held: l
         embedder = await similarity_embedder(kb.embedder)
         held = await gate_cases(kb, held, args.eval_cases, out / "held_aside.jsonl")
         print(f"replay: {await replay(kb, embedder, training)}; {len(held)} held-aside cases measured", flush=True)
-        pairs = await scorer_pairs(kb, held, args.seed)
-        base = await measure(kb, settings, embedder, held, None)
-        stages.append({"stage": "base"} | base | {"scorer": await measure_scorer(settings, pairs, None)})
-        print(_summary_line(stages[-1]), flush=True)
+        stages.append({"stage": "base"} | await measure(kb, settings, embedder, held, None))
+        await save(stages, out)
         plan = [("sft", args.sft_steps), (args.preference, args.pref_steps), ("grpo", args.grpo_steps)]
         init: Path | None = None
         for method, steps in plan:
@@ -309,24 +317,33 @@ async def run(args: argparse.Namespace, out: Path, training: list[Case], held: l
             stage: dict[str, Any] = {"stage": method, "wall_seconds": job["wall_seconds"]}
             if "failed" in job:
                 stages.append(stage | {"failed": job["failed"]})
-                print(f"{method}: {job['failed']}", flush=True)
-                continue
-            stage |= _job_metrics(job)
-            stage |= await measure(kb, settings, embedder, held, job["adapter"])
-            stages.append(stage)
-            print(_summary_line(stage), flush=True)
-            if job["status"] == "promoted":
-                init = Path(job["job"]["adapter_dir"])
+            else:
+                stage |= _job_metrics(job) | await measure(kb, settings, embedder, held, job["adapter"])
+                stages.append(stage)
+                if job["status"] == "promoted":
+                    init = Path(job["job"]["adapter_dir"])
+            await save(stages, out)
+        pairs = await scorer_pairs(kb, held[: args.scorer_cases], args.seed)
+        stages.append({"stage": "scorer-base", "scorer": await measure_scorer(settings, pairs, None)})
+        await save(stages, out)
         job = await asyncio.to_thread(train_stage, env, "dpo", "scorer", args.scorer_steps, args, None)
         if "failed" in job:
-            print(f"scorer dpo: {job['failed']}", flush=True)
+            stages.append({"stage": "scorer-dpo", "failed": job["failed"], "wall_seconds": job["wall_seconds"]})
         else:
             accuracy = await measure_scorer(settings, pairs, job["adapter"])
             stages.append(
                 {"stage": "scorer-dpo", "scorer": accuracy, "wall_seconds": job["wall_seconds"]} | _job_metrics(job)
             )
-            print(f"scorer-dpo: {accuracy}, gate {job['status']}", flush=True)
+        await save(stages, out)
     return stages
+
+
+async def save(stages: list[dict[str, Any]], out: Path) -> None:
+    """Print the latest stage; write ``learning_curve.json`` and the PNG with every stage so far."""
+    print(_summary_line(stages[-1]), flush=True)
+    text = json.dumps(stages, indent=2, default=str)
+    await asyncio.to_thread((out / "learning_curve.json").write_text, text, encoding="utf-8")
+    await asyncio.to_thread(plot, stages, out / "learning_curve.png")
 
 
 def _job_metrics(job: dict[str, Any]) -> dict[str, Any]:
@@ -351,6 +368,7 @@ def main() -> None:
     parser.add_argument("--pref-steps", type=int, default=15)
     parser.add_argument("--grpo-steps", type=int, default=4)
     parser.add_argument("--scorer-steps", type=int, default=15)
+    parser.add_argument("--scorer-cases", type=int, default=6, help="Held-aside cases the Scorer's pairs come from.")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--generations", type=int, default=4, help="GRPO completions per prompt (its batch).")
     parser.add_argument("--completion-length", type=int, default=160, help="GRPO tokens per completion.")
@@ -360,9 +378,7 @@ def main() -> None:
     args = parser.parse_args()
     out, training, held = prepare(args)
     stages = asyncio.run(run(args, out, training, held))
-    (out / "learning_curve.json").write_text(json.dumps(stages, indent=2, default=str), encoding="utf-8")
-    plot(stages, out / "learning_curve.png")
-    print("\n".join(_summary_line(s) for s in stages if "valid_rate" in s))
+    print("\n".join(_summary_line(s) for s in stages))
     print(f"curve: {out / 'learning_curve.png'}; numbers: {out / 'learning_curve.json'}")
 
 

@@ -37,8 +37,8 @@ from generation.prompts import (
 from generation.validation import problems
 
 MAX_TOKENS = 1200
-# Eight lines of up to ~40 tokens each; a reply cut short loses only its unfinished last line.
-LINES_MAX_TOKENS = 320
+# Eight lines of up to ~30 tokens each; a reply cut short loses only its unfinished last line.
+LINES_MAX_TOKENS = 240
 _TITLE = 100
 
 
