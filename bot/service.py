@@ -21,7 +21,7 @@ from retrieval.retriever import Retriever
 
 PlannerKind = Literal["extractive", "llm"]
 RICHNESS = (1.0, 0.75, 0.5)  # the contexts best-of-N candidates are planned from
-AGREEMENT_MARGIN = 0.05  # how far below the bar a leading runbook may score when both rankings put it first
+AGREEMENT_MARGIN = 0.05  # how far below the bar a leading runbook may score when rankings agree on it
 
 
 def abstention(retrieval: Retrieval, cfg: PlannerSettings) -> str | None:
@@ -35,9 +35,9 @@ def abstention(retrieval: Retrieval, cfg: PlannerSettings) -> str | None:
     # make a weak lead document relevant. A query naming a known incident is always answered.
     lead = retrieval.passages[0].chunk.doc_id
     best = retrieval.best("dense", lead)
-    # Two independent rankings agreeing on the lead (its words rank it first as well) lower the bar a little.
-    agreed = any(p.ranks.get("bm25") == 1 for p in retrieval.passages if p.chunk.doc_id == lead)
-    bar = cfg.abstain_below - (AGREEMENT_MARGIN if agreed else 0.0)
+    # Independent rankings agreeing on the lead (two or more rank it first) lower the bar a little.
+    firsts = {name for p in retrieval.passages if p.chunk.doc_id == lead for name, rank in p.ranks.items() if rank == 1}
+    bar = cfg.abstain_below - (AGREEMENT_MARGIN if len(firsts) >= 2 else 0.0)
     if best < bar and not any(h.via == "named" for h in retrieval.nodes):
         return f"the nearest runbook, {lead}, scores {best:.2f} (answers need {bar:.2f})"
     return None

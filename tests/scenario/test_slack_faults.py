@@ -189,6 +189,20 @@ async def test_a_record_store_failing_mid_answer_replaces_the_placeholder_with_a
         assert note.args["text"].startswith(":warning: I could not answer this time: record store unreachable")
 
 
+async def test_a_listener_that_fails_reaches_the_one_catch_all_and_is_logged(
+    bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    forged = {
+        "type": "view_submission",
+        "user": {"id": "U2"},
+        "view": {"id": "V1", "type": "modal", "callback_id": "downvote_reason", "private_metadata": "not-an-answer"},
+    }
+    response = await bot.client.interaction(forged)
+    assert response.status == 500
+    failed = [r for r in caplog.records if r.getMessage() == "slack listener failed"]
+    assert failed and failed[0].exc_info is not None and failed[0].exc_info[0] is ValueError
+
+
 # -- kind 5: outside text is inert in Slack -------------------------------------------------------
 
 RUNBOOK = """# Disk full on db-1 & <friends>
