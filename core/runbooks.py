@@ -87,6 +87,9 @@ _PAST_INCIDENT = re.compile(
 )
 _SEE = re.compile(r"^(?:see|refer to|for more|more info|more detail|read more|further reading|related|documentation"
                   r"|docs?\b|source|reference|link|dashboard\s*:|runbook\s*:|e\.g\.)", re.I)  # fmt: skip
+# "Further info … can be found in the [docs][ref]": a pointer, also when the link is reference-style.
+_FOUND_IN = re.compile(r"\b(?:can be found|is documented|are documented|further info\w*|more info\w*)\b"
+                       r"|\[[^\]]+\]\[[^\]]*\]", re.IGNORECASE)
 _NARRATIVE = re.compile(r"^(?:now|we|i|our|here|so|at this point|at the time|previously|historically"
                         r"|in this (?:section|document|runbook|guide|page)|(?:this|the) (?:alert|page|document|runbook"
                         r"|section|guide)|the following (?:is|are|shows?))\b", re.I)  # fmt: skip
@@ -186,7 +189,7 @@ def _role(text: str, section: SectionKind, *, item: bool, ordered: bool, quote: 
 
 
 def _is_reference(text: str, bare: str) -> bool:
-    if _PAST_INCIDENT.search(text):
+    if _PAST_INCIDENT.search(text) or _FOUND_IN.search(bare):
         return True
     links = _LINK.findall(text) + _URL.findall(text)
     if not links or first_verb(bare) not in (None, "read", "visit", "follow", "open", "go", "navigate"):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from core.runbooks import Candidate, alert_heading, first_verb, imperative, is_escalation, read_section, strip_lead_in
 from core.types import Branches, Chunk, Citation, Retrieval, Step, Workflow
 
-MAX_STEPS = 7
+MAX_STEPS = 8
 MAX_SEE_ALSO = 4
 RESOLVED = "Resolved: the alert has cleared"
 ESCALATE = "Escalate to the owning team if the problem persists"
@@ -53,6 +53,8 @@ def as_question(condition: str) -> str:
         return condition
     if words[0].lower() in _AUX:
         return _sentence(words) + "?"
+    if words[0].lower() in ("you", "we", "they") and len(words) > 1 and words[1].lower() in ("cannot", "can't"):
+        return _sentence(["are", words[0], "unable to", *words[2:]]) + "?"
     if words[0].lower() in ("you", "we", "they") and len(words) > 1 and words[1].lower() not in _PRONOUN_AUX:
         return _sentence(["do", *words]) + "?"  # "you have SSH access" → "Do you have SSH access?"
     for i, word in enumerate(words[1:14], 1):
