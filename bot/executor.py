@@ -249,8 +249,10 @@ class Executor:
         return await self._finish(walk)
 
     def _is_write(self, step: Step) -> bool:
-        """The catalogue's word on the step's action, whatever mode the workflow wrote."""
-        return step.action is not None and self._toolbox.tools[step.action.tool].mode == "write"
+        """The catalogue's word on the step's action, whatever mode the workflow wrote. A write still
+        missing a placeholder's value asks for no approval: it is reported as not run, like a read."""
+        action = step.action
+        return action is not None and not action.missing and self._toolbox.tools[action.tool].mode == "write"
 
     async def _probe(self, walk: _Walk, stretch: list[Step]) -> str | None:
         """Run the stretch's read actions concurrently and emit their events in step order; a reason

@@ -69,3 +69,19 @@ async def test_the_toolbox_refuses_an_action_missing_a_value(tmp_path: Path) -> 
     result = await Toolbox(cfg).call(action)
     assert result.status == "refused" and result.summary == "not run, needs: pod"
     assert not (tmp_path / "x").exists()
+
+
+async def test_a_write_missing_a_value_asks_for_no_approval(tmp_path: Path) -> None:
+    cfg = ToolSettings(commands=(), write_commands=(("touch",),), approvers={"C1": ("U_LEAD",)})
+    records = RecordStore(f"sqlite:///{tmp_path}/records.sqlite")
+    executor = Executor(records, Toolbox(cfg), cfg, None)
+    command = f"touch {tmp_path / 'checked'}-<namespace>"
+    try:
+        report = await executor.run(WORKFLOW, query="q", user="U1", channel="C1", retrieval=retrieval(command))
+    finally:
+        await records.aclose()
+    assert report.state == "finished" and report.pending == ()
+    assert not any(e.kind == "approval_requested" for e in report.events)
+    probe = next(e for e in report.events if e.kind == "probe")
+    assert probe.result is not None and probe.result.status == "refused" and "needs: namespace" in probe.result.summary
+    assert marks(tmp_path) == []
