@@ -242,7 +242,7 @@ async def storm(
             await asyncio.sleep(2)  # anything a worker still had in hand reaches the fake
             metrics = [await (await http.get(f"{bot.url}/metrics")).text() for bot in bots]
         rows = await records.transaction(
-            lambda s: [tuple(r) for r in s.execute(select(AlertRecord.fingerprint, AlertRecord.status))]
+            lambda s: [(fp, status) for fp, status in s.execute(select(AlertRecord.fingerprint, AlertRecord.status))]
         )
         threads = await records.transaction(lambda s: list(s.scalars(select(AlertThread))))
     finally:
