@@ -11,7 +11,8 @@ One step a line, numbered from 1, each ending with the numbers of the sources it
 the marks ``generation.editing`` reads. The grammar holds the structure (numbering, marks, branches,
 source tags, a terminal last line) and leaves the step's words free. Links the grammar cannot check
 (a branch to a step that does not exist, to itself or backwards) are repaired deterministically, and
-the repairs counted, before the workflow is validated. Pure functions; no model here.
+the repairs counted, before the workflow is validated; so is a terminal line no decision leads to that would cut off the
+lines after it. Pure functions; no model here.
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ def read_lines(raw: str, title: str, shown: Sequence[Passage]) -> LinesReply:
             continue
         seen.add(line_.number)
         unique.append(line_)
+    opened = _open_dead_ends(unique)
     steps, links = _link(unique)
+    links += opened
     steps, unreachable = _reachable_only(steps)
     cited = [_with_citations(step, line_.tags, shown) for step, line_ in steps]
     return LinesReply(Workflow(title=title, steps=tuple(cited)), links, dropped + unreachable)
@@ -124,6 +127,17 @@ def _parse(line: str) -> _Line | None:
     if not body:
         return None
     return _Line(str(int(number)), mark, body, tags, yes, no)
+
+
+def _open_dead_ends(lines: list[_Line]) -> int:
+    """A terminal line before the last that no decision names would cut off every line after it: it goes
+    on to the next line instead (a process step). Returns how many were opened."""
+    named = {target for line in lines if line.mark == "?" for target in (line.yes, line.no)}
+    opened = 0
+    for line in lines[:-1]:
+        if line.mark == "=" and line.number not in named:
+            line.mark, opened = ".", opened + 1
+    return opened
 
 
 def _link(lines: list[_Line]) -> tuple[list[tuple[Step, _Line]], int]:

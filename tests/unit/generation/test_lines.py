@@ -69,10 +69,21 @@ def test_dangling_links_are_repaired_and_counted(
 
 
 def test_lines_that_are_not_steps_and_unreachable_steps_are_dropped() -> None:
-    reply = "Here is the workflow:\n1. Look [1]\n2= Done [1]\n3. Orphan [2]\n4= Also orphan [2]\n"
+    reply = "Here is the workflow:\n1? Up? yes: 2 no: 3 [1]\n2= Done [1]\n3= Escalate [1]\n4. Orphan [2]\n5= End [2]\n"
     read = read_lines(reply, "t", SHOWN)
-    assert read.lines_dropped == 3 and [s.id for s in read.workflow.steps] == ["1", "2"]
+    assert read.lines_dropped == 3 and [s.id for s in read.workflow.steps] == ["1", "2", "3"]
     assert problems(read.workflow, {"c1"}) == []
+
+
+def test_a_terminal_no_decision_leads_to_goes_on_to_the_next_line() -> None:
+    read = read_lines("1. Look [1]\n2= Restart it [1]\n3. Check again [2]\n4= Escalate [2]\n", "t", SHOWN)
+    assert read.links_repaired == 1 and not read.lines_dropped
+    assert shape(read.workflow) == [
+        ("1", "process", "2", None),
+        ("2", "process", "3", None),
+        ("3", "process", "4", None),
+        ("4", "terminal", None, None),
+    ]
 
 
 def test_no_step_at_all_is_an_empty_workflow_that_validation_refuses() -> None:
