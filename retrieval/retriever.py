@@ -38,7 +38,7 @@ def name_keys(query: str) -> set[str]:
 
 
 class Retriever:
-    """Hybrid chunk retrieval with incident nodes from the graph."""
+    """Runbooks ranked by their passages (BM25, dense) and their names, with incident nodes from the graph."""
 
     def __init__(self, index: ChunkIndex, graph: GraphStore, embedder: Embedder, settings: RetrievalSettings) -> None:
         self._index = index
