@@ -1,4 +1,4 @@
-"""Retrieval quality on ../shared/bench: hit@1, hit@5, MRR for BM25-only, dense-only, hybrid.
+"""Retrieval quality on ../shared/bench: hit@1, hit@5, MRR for BM25, dense, runbook names alone and hybrid.
 
 Ingests the benchmark corpus into a scratch data directory (or reuses one given with --data-dir),
 then ranks documents for every dev case. Also prints the best-hit scores of answerable versus
@@ -38,15 +38,17 @@ async def run(data_dir: Path) -> dict[str, object]:
     cases = load_cases(SHARED_BENCH / "cases.dev.jsonl")
     async with open_knowledge(settings) as kb:
         report = await ingest([SHARED_BENCH / "corpus"], kb.builder, max_bytes=settings.ingest.max_document_bytes)
-        rankings: dict[str, list[list[str]]] = {"bm25": [], "dense": [], "hybrid": []}
+        rankings: dict[str, list[list[str]]] = {"bm25": [], "dense": [], "names": [], "hybrid": []}
         best: dict[str, dict[str, list[float]]] = {"answerable": {}, "unanswerable": {}}
         for case in cases:
             lexical = await kb.index.lexical(case.query, 50)
             vector = (await kb.embedder.embed([case.query]))[0]
             dense = await kb.index.dense(vector, 50)
+            names = await kb.index.runbooks(case.query, 50)
             hybrid = await kb.retriever.retrieve(case.query, k=EVAL_DEPTH)
             rankings["bm25"].append(doc_order([c for c, _ in lexical]))
             rankings["dense"].append(doc_order([c for c, _ in dense]))
+            rankings["names"].append([d for d, _ in names])
             rankings["hybrid"].append(hybrid.doc_ids())
             group = best["unanswerable" if case.unanswerable else "answerable"]
             group.setdefault("dense_cosine", []).append(dense[0][1] if dense else 0.0)
@@ -79,7 +81,7 @@ def main() -> None:
         f"{result['cases']} cases"
     )
     print(f"{'ranking':8} {'hit@1':>7} {'hit@5':>7} {'MRR':>7}")
-    for name in ("bm25", "dense", "hybrid"):
+    for name in ("bm25", "dense", "names", "hybrid"):
         m = result[name]
         print(f"{name:8} {m['hit_at_1']:7.3f} {m['hit_at_5']:7.3f} {m['mrr']:7.3f}")
     print("best hit per case (answerable vs unanswerable):")
