@@ -127,7 +127,7 @@ class _Sections:
         self._flush()
         text = text.strip().strip("`*_ ")
         if level == 1 and not self._seen_heading and not self.sections:
-            self.title = self.title or text
+            self.title = text
         else:
             self._stack = [(lvl, t) for lvl, t in self._stack if lvl < level] + [(level, text)]
         self._seen_heading = True
@@ -194,6 +194,8 @@ def _parse_pdf(raw: bytes) -> tuple[str, list[Section]]:
     lines = [line.rstrip() for line in text.splitlines()]
     first = next((n for n, line in enumerate(lines) if line.strip()), 0)
     # PDF text has no markup: known section names become headings, the rest is read as Markdown.
-    body = "\n".join(f"## {line.strip().rstrip(':')}" if _PDF_HEADING.match(line.strip()) else line for line in lines[first + 1 :])
-    title, sections = _parse_markdown(body)
+    body = "\n".join(
+        f"## {line.strip().rstrip(':')}" if _PDF_HEADING.match(line.strip()) else line for line in lines[first + 1 :]
+    )
+    _, sections = _parse_markdown(body)
     return lines[first].strip(), sections

@@ -24,7 +24,9 @@ BlockKind = Literal["heading", "paragraph", "item", "code", "table", "quote"]
 
 _MD = MarkdownIt("commonmark", {"html": True}).enable("table").use(front_matter_plugin).use(admon_plugin)
 # A quote that is a note: GitHub's "> [!NOTE]" alerts and "> Note: …" / "> **Warning:** …" quotes.
-_QUOTE_KIND = re.compile(r"^(?:\[!(NOTE|TIP|IMPORTANT|WARNING|CAUTION)\]|(note|tip|important|warning|caution|danger):)\s*", re.I)
+_QUOTE_KIND = re.compile(
+    r"^(?:\[!(NOTE|TIP|IMPORTANT|WARNING|CAUTION)\]|(note|tip|important|warning|caution|danger):)\s*", re.I
+)
 _INDENT = "    "
 # A paragraph that starts like a list item, heading or quote must stay a paragraph when read again.
 _LOOKS_LIKE_BLOCK = re.compile(r"^(\d*)([#>*+=-]|(?<=\d)[.)])")
@@ -201,7 +203,9 @@ def _render(block: Block) -> str:
             return pad + ("1. " if block.ordered else "- ") + block.text
         case "code":
             fence = "~~~" if "```" in block.text else "```"
-            return "\n".join(pad + line if line else line for line in (fence + block.info, *block.text.split("\n"), fence))
+            return "\n".join(
+                pad + line if line else line for line in (fence + block.info, *block.text.split("\n"), fence)
+            )
         case "table":
             rows = [f"| {row} |" for row in block.text.split("\n")]
             width = rows[0].count(" | ") + 1

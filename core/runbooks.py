@@ -41,15 +41,18 @@ _SECTION_WORDS: dict[SectionKind, tuple[str, ...]] = {
 }  # fmt: skip
 
 # Verbs a step starts with, split by whether they read or change the system.
-_CHECK_VERBS = frozenset("""
+_CHECK_VERBS = frozenset(
+    """
 check verify look inspect review examine investigate query confirm identify find search list get describe view
 compare monitor watch determine validate test open navigate observe ensure make-sure read browse grep tail
 run execute measure count analyze analyse diagnose locate trace track visit go log ssh connect login query curl
 dig ping debug print show take collect gather capture dump evaluate assess study note correlate
 obtain retrieve fetch access refer inspect extract export download open scroll filter sort expand click select
 reproduce profile benchmark sample poll watch wait
-""".split())
-_ACTION_VERBS = frozenset("""
+""".split()
+)
+_ACTION_VERBS = frozenset(
+    """
 restart delete remove scale increase decrease add update upgrade downgrade rollback roll apply edit set configure
 create contact escalate page notify wait retry try consider use follow talk fix resolve kill terminate drain cordon
 uncordon reboot stop start disable enable clean free expand resize reduce move migrate replace recreate reinstall
@@ -59,7 +62,8 @@ silence acknowledge ack mute work define provision allocate attach detach mount 
 reindex compact defragment truncate archive rerun trigger pause resume suspend unpause unblock block allow deny
 grant change modify correct repair remediate mitigate prevent avoid investigate escalate inform let tell open
 document record write schedule plan coordinate announce communicate disable
-""".split())
+""".split()
+)
 _VERBS = _CHECK_VERBS | _ACTION_VERBS
 _LEAD_INS = ("then", "next", "finally", "first", "optionally", "also", "now", "afterwards", "lastly", "second",
              "third", "alternatively", "otherwise", "please", "manually", "carefully", "immediately")  # fmt: skip
@@ -88,8 +92,11 @@ _PAST_INCIDENT = re.compile(
 _SEE = re.compile(r"^(?:see|refer to|for more|more info|more detail|read more|further reading|related|documentation"
                   r"|docs?\b|source|reference|link|dashboard\s*:|runbook\s*:|e\.g\.)", re.I)  # fmt: skip
 # "Further info … can be found in the [docs][ref]": a pointer, also when the link is reference-style.
-_FOUND_IN = re.compile(r"\b(?:can be found|is documented|are documented|further info\w*|more info\w*)\b"
-                       r"|\[[^\]]+\]\[[^\]]*\]", re.IGNORECASE)
+_FOUND_IN = re.compile(
+    r"\b(?:can be found|is documented|are documented|further info\w*|more info\w*)\b"
+    r"|\[[^\]]+\]\[[^\]]*\]",
+    re.IGNORECASE,
+)
 _NARRATIVE = re.compile(r"^(?:now|we|i|our|here|so|at this point|at the time|previously|historically"
                         r"|in this (?:section|document|runbook|guide|page)|(?:this|the) (?:alert|page|document|runbook"
                         r"|section|guide)|the following (?:is|are|shows?))\b", re.I)  # fmt: skip
@@ -189,10 +196,11 @@ def _role(text: str, section: SectionKind, *, item: bool, ordered: bool, quote: 
 
 
 def _is_reference(text: str, bare: str) -> bool:
-    if _PAST_INCIDENT.search(text) or _FOUND_IN.search(bare):
+    pointing = first_verb(bare) in (None, "read", "visit", "follow", "open", "go", "navigate")
+    if _PAST_INCIDENT.search(text) or (_FOUND_IN.search(bare) and pointing):
         return True
     links = _LINK.findall(text) + _URL.findall(text)
-    if not links or first_verb(bare) not in (None, "read", "visit", "follow", "open", "go", "navigate"):
+    if not links or not pointing:
         return False  # "Use the [dashboard](…)": the link is what the step works on
     rest = _URL.sub("", _LINK.sub("", text)).strip(" .:;,-()*_`")
     return len(rest.split()) <= 2 or bool(_SEE.match(bare))
@@ -289,7 +297,7 @@ def alert_heading(heading_path: Sequence[str]) -> str | None:
 def _is_alert_name(name: str) -> bool:
     """CamelCase with two humps or more (``KubeJobFailed``, ``etcdNoLeader``) or snake_case."""
     humps = len(re.findall(r"[A-Z][a-z0-9]+|[A-Z]+(?=[A-Z][a-z]|\b)", name))
-    return humps >= 2 and not name.isupper() or ("_" in name and name.lower() == name and len(name) > 6)
+    return (humps >= 2 and not name.isupper()) or ("_" in name and name.lower() == name and len(name) > 6)
 
 
 def why_no_procedure(sections: Sequence[tuple[Sequence[str], str]]) -> str | None:

@@ -13,7 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from core.runbooks import Candidate, alert_heading, first_verb, imperative, is_escalation, read_section, strip_lead_in
+from core.runbooks import (
+    Candidate,
+    alert_heading,
+    first_verb,
+    imperative,
+    is_escalation,
+    read_section,
+    role_of,
+    strip_lead_in,
+)
 from core.types import Branches, Chunk, Citation, Retrieval, Step, Workflow
 
 MAX_STEPS = 8
@@ -35,6 +44,7 @@ _HEALTHY = re.compile(r"\b(?:normal(?:ly)?|healthy|fine|ok|okay|running|ready|up
 _NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|doesn't|don't|fails?|failing)\b", re.I)
 _CLAUSE = re.compile(r",\s+(?:then\s+)?|\s+then\s+")
 _FIELD = re.compile(r"^\W*(?:message|summary|description)\W*:\s*", re.IGNORECASE)
+_AND_THEN = re.compile(r",?\s+(?:and|then|and then)\s+(?=[a-z])")
 _IF = re.compile(r"^(?:if|in case|should)\b", re.IGNORECASE)
 _COLLECTING = ("such as", "like", "e.g.", "following", "for example")
 
@@ -87,6 +97,7 @@ class _Draft:
     notes: tuple[str, ...] = ()
     collects: bool = False  # "Check parameters such as:": its nested noun phrases join its text
     locates: bool = False  # "Check whether X": a check that locates the fault rather than a question
+    remedy: bool = False  # an action (restart, scale, delete…) rather than a check
 
 
 def _scope(retrieval: Retrieval) -> list[Chunk]:
@@ -103,7 +114,7 @@ def _scope(retrieval: Retrieval) -> list[Chunk]:
         alert = next((a for c in in_node if (a := alert_heading(c.heading_path))), None)
     if alert is None:
         return chunks
-    return [c for c in chunks if alert in c.heading_path]
+    return [c for c in chunks if alert_heading(c.heading_path) == alert]
 
 
 def _drafts(chunks: list[Chunk]) -> tuple[list[_Draft], list[str], str | None]:
@@ -138,8 +149,19 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
         joined = f"{parent.text}{':' if parent.text.endswith(_COLLECTING) else ','} {_short(text)}"
         drafts[index] = replace(parent, text=joined)
         return
+    parts = _AND_THEN.split(cand.text, maxsplit=1)
+    if cand.role != "decision" and len(parts) == 2 and first_verb(parts[1]) and all("`" in p for p in parts):
+        # "Check the job using `…` and look at the pod logs using `…`": two steps, each with its own command
+        for part in parts:
+            _add(
+                drafts,
+                replace(cand, text=part[:1].upper() + part[1:], role=role_of(part, "procedure", item=True)),
+                chunk,
+            )
+        return
     if cand.role != "decision":
-        drafts.append(_Draft("process", text, chunk, cand.level, collects=text.endswith(_COLLECTING)))
+        remedy = cand.role == "action"
+        drafts.append(_Draft("process", text, chunk, cand.level, collects=text.endswith(_COLLECTING), remedy=remedy))
         return
     if text.endswith("?"):
         drafts.append(_Draft("decision", text, chunk, cand.level))
@@ -149,7 +171,7 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
     if _IF.match(text):  # "If X, do Y": the decision guards Y; "If X, Y is likely" notes Y
         clause = _CLAUSE.split(condition, maxsplit=1)
         question = as_question(clause[0])
-        if len(clause) == 2 and first_verb(clause[1]):
+        if len(clause) == 2 and first_verb(clause[1]) and role_of(clause[1], "procedure") != "reference":
             drafts.append(_Draft("decision", question, chunk, cand.level, guards=1))
             drafts.append(_Draft("process", imperative(clean(clause[1])), chunk, cand.level + 1))
         else:
@@ -207,6 +229,8 @@ def _guarded(drafts: list[_Draft], i: int) -> int:
         if other.level <= draft.level:
             break
         nested += 1
+    if not nested and draft.locates and i + 1 < len(drafts) and drafts[i + 1].remedy:
+        return 1  # "Check whether the health check returns 503." followed by its remedy
     return nested
 
 
@@ -222,7 +246,7 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
     lead = scope[0] if scope else retrieval.passages[0].chunk
     node_id = next((h.node.node_id for h in retrieval.nodes if lead.doc_id in h.node.doc_ids), None)
     final = _Draft("process", escalation or ESCALATE, lead, 0)
-    if escalation is None and len(drafts) > 1 and drafts[-1].kind == "process":
+    if escalation is None and len(drafts) > 2 and drafts[-1].kind == "process":
         # The runbook's last step ends the workflow, saying what follows it: no step that is not the runbook's.
         last = drafts.pop()
         final = replace(last, text=f"{last.text.rstrip('.')}; {PERSISTS}")
@@ -242,7 +266,9 @@ def _link(drafts: list[_Draft], final: _Draft, node_id: str | None) -> list[Step
         cite = (Citation(doc_id=draft.chunk.doc_id, chunk_id=draft.chunk.chunk_id, node_id=node_id),)
         this, following = f"s{i + 1}", f"s{i + 2}"
         if draft.kind == "process":
-            steps.append(Step(id=this, type="process", text=draft.text, next=following, citations=cite, notes=draft.notes))
+            steps.append(
+                Step(id=this, type="process", text=draft.text, next=following, citations=cite, notes=draft.notes)
+            )
             continue
         guarded = _guarded(drafts, i)
         if guarded:  # what it guards may run to the end: its other branch then resolves
@@ -262,7 +288,9 @@ def _link(drafts: list[_Draft], final: _Draft, node_id: str | None) -> list[Step
             no = resolved
             needs_resolved = True
         branches = Branches(yes=yes, no=no)
-        steps.append(Step(id=this, type="decision", text=draft.text, branches=branches, citations=cite, notes=draft.notes))
+        steps.append(
+            Step(id=this, type="decision", text=draft.text, branches=branches, citations=cite, notes=draft.notes)
+        )
     final_cite = (Citation(doc_id=final.chunk.doc_id, chunk_id=final.chunk.chunk_id, node_id=node_id),)
     steps.append(Step(id=end, type="terminal", text=final.text, citations=final_cite, notes=final.notes))
     if needs_resolved:

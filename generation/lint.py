@@ -30,7 +30,7 @@ def lint(workflow: Workflow) -> list[str]:
             if step.branches is not None and step.branches.yes == step.branches.no:
                 found.append(f"{step.id}: both branches lead to {step.branches.yes}")
         role = role_of(step.text, "procedure", item=True)
-        if role in _JUNK or "|" in step.text and step.text.count("|") >= 2:
+        if role in _JUNK or ("|" in step.text and step.text.count("|") >= 2):
             found.append(f"{step.id}: step is {_JUNK.get(role, 'a table row')}: {step.text[:80]!r}")
     terminals = [s for s in workflow.steps if s.type == "terminal"]
     if not any(_RESOLVED.search(s.text) or is_escalation(s.text) for s in terminals):

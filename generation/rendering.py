@@ -15,6 +15,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.types import Answer, Step, Workflow
+from generation.actions import shown
 
 FEEDBACK_UP = "feedback_up"
 FEEDBACK_DOWN = "feedback_down"
@@ -93,6 +94,8 @@ def _step_line(step: Step) -> str:
         line += f" — yes → {step.branches.yes}, no → {step.branches.no}"
     elif step.next:
         line += f" → {step.next}"
+    if step.action is not None:
+        line += f"  \n  `{shown(step.action)}`"
     line += "".join(f"  \n  ⚠ _{note}_" for note in step.notes)
     return line + (f"  \n  _source: {cites}_" if cites else "")
 
@@ -204,6 +207,8 @@ def _step_text(step: Step, doc_url: DocUrl | None) -> str:
     docs = dict.fromkeys(c.doc_id for c in step.citations)
     sources = f"\n_sources: {_fit((_doc_link(d, doc_url) for d in docs), 1000)}_" if docs else ""
     notes = "".join(f"\n:warning: _{_mrkdwn(note, 400)}_" for note in step.notes[:3])
+    if step.action is not None:
+        notes = f"\n`{_mrkdwn(shown(step.action), 600)}`" + notes
     room = MAX_SECTION - len(head + tail + sources + notes)
     return head + _mrkdwn(step.text, room) + tail + notes + sources
 
@@ -240,7 +245,9 @@ def render_slack_blocks(answer: Answer, *, doc_url: DocUrl | None = None, answer
         lines = (f"{_MARK[s.type]} *{_mrkdwn(s.id, 100)}* {_mrkdwn(_one_line(s.text), 300)}" for s in rest)
         sections.append(_section(_fit(lines, MAX_SECTION, "\n", "…and {n} more steps")))
     if answer.workflow.see_also and len(sections) < room:
-        refs = _fit((f"• {_mrkdwn(_link_of(ref), 400)}" for ref in answer.workflow.see_also), 2900, "\n", "…and {n} more")
+        refs = _fit(
+            (f"• {_mrkdwn(_link_of(ref), 400)}" for ref in answer.workflow.see_also), 2900, "\n", "…and {n} more"
+        )
         sections.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"*See also:*\n{refs}"}]})
     buttons = [_button("👍", FEEDBACK_UP, answer_id), _button("👎", FEEDBACK_DOWN, answer_id)]
     buttons += [_button("Edit", EDIT_WORKFLOW, answer_id), _button("Run checks", RUN_CHECKS, answer_id)]

@@ -69,5 +69,7 @@ def _split_long_block(block: str, size: int) -> list[str]:
     pieces: list[str] = []
     for line in block.split("\n"):
         words = line.split()
-        pieces.extend([line] if len(words) <= size else (" ".join(words[i : i + size]) for i in range(0, len(words), size)))
+        pieces.extend(
+            [line] if len(words) <= size else (" ".join(words[i : i + size]) for i in range(0, len(words), size))
+        )
     return pieces

@@ -72,7 +72,13 @@ def test_roles_are_read_from_content() -> None:
     section = render([b for b in parse(RUNBOOK).blocks if b.kind != "heading"])
     found = read_section(section, ("Steps to resolve",))
     assert [(c.role, c.level) for c in found] == [
-        ("narrative", 0), ("check", 0), ("decision", 1), ("check", 1), ("decision", 0), ("note", 0), ("note", 0)
+        ("check", 0),
+        ("check", 0),
+        ("decision", 1),
+        ("check", 1),
+        ("decision", 0),
+        ("note", 0),
+        ("note", 0),
     ]
     assert found[3].text == "Which directory grows? Check with `du -sh /var/*`."
     assert found[6].text == "Never delete files under /var/lib/postgresql."

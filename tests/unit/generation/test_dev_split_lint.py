@@ -15,7 +15,6 @@ from generation.extractive import plan_extractive
 from generation.lint import lint
 from retrieval.chunking import chunk_document
 
-
 BENCH = Path(__file__).resolve().parents[3].parent / "shared" / "bench"
 CASES = BENCH / "cases.dev.jsonl"
 pytestmark = pytest.mark.skipif(not CASES.exists(), reason="the shared benchmark is not beside the checkout")

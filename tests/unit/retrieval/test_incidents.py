@@ -68,7 +68,8 @@ async def test_a_file_of_many_alerts_gives_one_node_per_alert() -> None:
         sections=(
             Section(heading_path=(), text="This page collects the alerts of this mixin."),
             Section(heading_path=("Group Name: kubernetes-apps", 'Alert Name: "KubeJobFailed"'),
-                    text="- *Message*: `Job failed to complete.`\n\n- *Action*: Check the job using `kubectl describe job <job>`."),
+                    text="- *Message*: `Job failed to complete.`\n\n"
+                         "- *Action*: Check the job using `kubectl describe job <job>`."),
             Section(heading_path=("KubeletDown", "Diagnosis"), text="1. Check the kubelet service on the node."),
         ),
     )  # fmt: skip
