@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import httpcore2  # noqa: F401  (openai's HTTP transport: imported here, not on the event loop, see below)
 import openai
 
 from core.errors import ModelUnavailable, PlanError
@@ -88,6 +89,8 @@ class OpenAIChatModel:
         self.name = f"openai:{cfg.model}"
 
     def _openai(self) -> openai.AsyncOpenAI:
+        # The client's transport imports httpcore2 on first construction, which reads package metadata
+        # (blocking file reads); it is imported with this module instead, never on the event loop.
         if self._client is None:
             # Key and URL passed explicitly: the client would read OPENAI_API_KEY and OPENAI_BASE_URL.
             self._client = openai.AsyncOpenAI(
