@@ -85,7 +85,7 @@ _NOTE = re.compile(r"^(?:note|warning|caution|important|tip|info|danger|attentio
 _LINK = re.compile(r"!?\[([^\]]*)\]\(([^)]*)\)")
 _URL = re.compile(r"https?://\S+")
 _PAST_INCIDENT = re.compile(
-    r"/(?:issues|incidents?|merge_requests)/\d+|\bincident\s*#?\d+|#\d{3,}\b|\b(?:19|20)\d\d-\d\d-\d\d\b"
+    r"/(?:issues|incidents?|merge_requests)/\d+|\bincident\s*(?:#\d+|\d{4,})|#\d{3,}\b|\b(?:19|20)\d\d-\d\d-\d\d\b"
     r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2},?\s+(?:19|20)\d\d\b",
     re.IGNORECASE,
 )
