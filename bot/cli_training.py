@@ -14,7 +14,7 @@ import click
 from pydantic import ValidationError
 
 from bot.app import open_knowledge
-from bot.cli_common import load_settings, print_json
+from bot.cli_common import load_settings, print_json, run
 from bot.training import Training, TrainingOutcome, open_training
 from core.settings import Settings
 from trainer.jobs import JobProgress, Method, Target
@@ -31,11 +31,11 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def _with_training(settings: Settings, work: Callable[[Training, TrainingScheduler], Awaitable[T]]) -> T:
-    async def run() -> T:
+    async def with_training() -> T:
         async with open_knowledge(settings) as kb, open_training(settings, kb, lead=False) as (training, scheduler):
             return await work(training, scheduler)
 
-    return run(run())
+    return run(with_training())
 
 
 # -- train ---------------------------------------------------------------------------------------
