@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from core.types import Branches, Citation, Passage, Step, Workflow
 
-MAX_LINES = 8
+MAX_LINES = 12  # as the JSON schema: the extractive planner writes up to ten steps and two terminals
 MAX_LINE_TEXT = 110  # the dev split's gold steps: median 54 characters, 97th percentile 96
 _LINE = re.compile(r"^\s*(\d+)\s*([.?=])\s*(.*?)\s*$")
 _TAG = re.compile(r"\s*\[(\d+)\]")
