@@ -39,6 +39,12 @@ _CONDITION = re.compile(
 )
 _AUX = ("is", "are", "was", "were", "has", "have", "had", "can", "could", "will", "would", "should", "does",
         "do", "did", "must", "may")  # fmt: skip
+# Verbs a condition's subject does ("the check returns 503", "the rates look normal"): asked with do/does.
+_LEXICAL_VERBS = frozenset(
+    "return show fail contain exceed grow look seem appear keep respond report list use match exist work run "
+    "succeed answer increase decrease rise stay remain persist happen occur include mention point reach hit "
+    "lag restart crash time".split()
+)
 _PRONOUN_AUX = ("are", "were", "can", "could", "will", "would", "should", "must", "may", "might")
 _HEALTHY = re.compile(r"\b(?:normal(?:ly)?|healthy|fine|ok|okay|running|ready|up|available|succeed\w*|correct)\b", re.I)
 _NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|doesn't|don't|fails?|failing)\b", re.I)
@@ -68,13 +74,30 @@ def as_question(condition: str) -> str:
     if words[0].lower() in ("you", "we", "they") and len(words) > 1 and words[1].lower() not in _PRONOUN_AUX:
         return _sentence(["do", *words]) + "?"  # "you have SSH access" → "Do you have SSH access?"
     for i, word in enumerate(words[1:14], 1):
+        if word.lower() == "cannot":  # "a pod cannot unmount storage" → "Can a pod not unmount storage?"
+            return _sentence(["can", *words[:i], "not", *words[i + 1 :]]) + "?"
         if word.lower() in _AUX:
             return _sentence([word, *words[:i], *words[i + 1 :]]) + "?"
+    for i, word in enumerate(words[1:10], 1):  # "the health check returns 503" → "Does the health check return 503?"
+        lowered = word.lower()
+        if lowered in _LEXICAL_VERBS:
+            return _sentence(["do", *words[:i], *words[i:]]) + "?"
+        if lowered.endswith("s") and _base(lowered) in _LEXICAL_VERBS:
+            return _sentence(["does", *words[:i], _base(lowered), *words[i + 1 :]]) + "?"
     if words[0].lower().endswith("ing"):  # "running on a client cluster" → "Are you running on …?"
         return _sentence(["are", "you", *words]) + "?"
     if words[0].lower() in ("not", "already", "still") or words[0].lower().endswith("ed"):
         return _sentence(["is", "it", *words]) + "?"  # "not already installed" → "Is it not already installed?"
     return "Is it so that " + " ".join(words) + "?"
+
+
+def _base(verb: str) -> str:
+    """The base form of a third-person verb: returns → return, matches → match, applies → apply."""
+    if verb.endswith("ies"):
+        return verb[:-3] + "y"
+    if verb.endswith(("ches", "shes", "sses", "xes")):
+        return verb[:-2]
+    return verb[:-1]
 
 
 def _sentence(words: list[str]) -> str:

@@ -138,6 +138,9 @@ def test_a_runbook_without_steps_or_description_gives_no_workflow() -> None:
         ("you have SSH access", "Do you have SSH access?"),
         ("a dependency of the API, such as etcd, is degraded", "Is a dependency of the API, such as etcd, degraded?"),
         ("Do you see errors?", "Do you see errors?"),
+        ("the health check returns 503", "Does the health check return 503?"),
+        ("the error rates look normal", "Do the error rates look normal?"),
+        ("a pod cannot unmount storage", "Can a pod not unmount storage?"),
     ],
 )  # fmt: skip
 def test_conditions_read_as_yes_no_questions(condition: str, question: str) -> None:
