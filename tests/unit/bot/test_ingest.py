@@ -84,9 +84,7 @@ def index_is_consistent(db: Path) -> tuple[int, int]:
         empty = conn.execute(
             "SELECT count(*) FROM documents WHERE doc_id NOT IN (SELECT doc_id FROM chunks)"
         ).fetchone()[0]
-        chunks, broken = conn.execute(
-            "SELECT count(*), sum(length(vec) != 384 * 4) FROM chunks"
-        ).fetchone()
+        chunks, broken = conn.execute("SELECT count(*), sum(length(vec) != 384 * 4) FROM chunks").fetchone()
     assert empty == 0 and not broken
     return docs, chunks
 
