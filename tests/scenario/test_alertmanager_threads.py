@@ -54,7 +54,11 @@ async def test_prometheus_rule_to_alertmanager_to_a_slack_thread_and_back(sample
                 await asyncio.sleep(0.5)
             assert updates, "the thread was not marked resolved"
             threads = {c.args["ts"] for c in updates}
-            saved = await bot.bot.kb.records.transaction(lambda s: list(s.scalars(select(AlertThread))))
+            for _ in range(40):  # the card is updated before the thread's row is saved: give the save a moment
+                saved = await bot.bot.kb.records.transaction(lambda s: list(s.scalars(select(AlertThread))))
+                if [t.status for t in saved] == ["resolved"]:
+                    break
+                await asyncio.sleep(0.25)
             assert [(t.status, t.thread_ts) for t in saved] == [("resolved", *threads)]
             assert saved[0].group_key.endswith(' {}:{alertname="KubePodCrashLooping"}')  # scoped by sender and channel
             parents = [c for c in bot.slack.of("chat.postMessage") if "thread_ts" not in c.args]
