@@ -43,8 +43,10 @@ _AUX = ("is", "are", "was", "were", "has", "have", "had", "can", "could", "will"
 _LEXICAL_VERBS = frozenset(
     "return show fail contain exceed grow look seem appear keep respond report list use match exist work run "
     "succeed answer increase decrease rise stay remain persist happen occur include mention point reach hit "
-    "lag restart crash time".split()
+    "lag restart crash time sit hold serve block belong depend need see cause stop start change fill spike drop "
+    "fall jump break".split()
 )
+_SENTENCE_STARTS = frozenset("the a an this that these those it its one some any all each there your our".split())
 _PRONOUN_AUX = ("are", "were", "can", "could", "will", "would", "should", "must", "may", "might")
 _HEALTHY = re.compile(r"\b(?:normal(?:ly)?|healthy|fine|ok|okay|running|ready|up|available|succeed\w*|correct)\b", re.I)
 _NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|doesn't|don't|fails?|failing)\b", re.I)
@@ -84,6 +86,12 @@ def as_question(condition: str) -> str:
             return _sentence(["do", *words[:i], *words[i:]]) + "?"
         if lowered.endswith("s") and _base(lowered) in _LEXICAL_VERBS:
             return _sentence(["does", *words[:i], _base(lowered), *words[i + 1 :]]) + "?"
+        if (
+            past := next((b for b in (lowered[:-1], lowered[:-2]) if b in _LEXICAL_VERBS), None)
+            if lowered.endswith("ed")
+            else None
+        ):  # "a scale-out caused it" → "Did a scale-out cause it?"
+            return _sentence(["did", *words[:i], past, *words[i + 1 :]]) + "?"
     if words[0].lower().endswith("ing"):  # "running on a client cluster" → "Are you running on …?"
         return _sentence(["are", "you", *words]) + "?"
     if words[0].lower() in ("not", "already", "still") or words[0].lower().endswith("ed"):
@@ -102,7 +110,7 @@ def _base(verb: str) -> str:
 
 def _sentence(words: list[str]) -> str:
     first, rest = words[0], words[1:]
-    if rest and rest[0][:1].isupper() and rest[0].lower() == rest[0].capitalize().lower() and not rest[0].isupper():
+    if rest and rest[0] == rest[0].capitalize() and rest[0].lower() in _SENTENCE_STARTS:
         rest = [rest[0][:1].lower() + rest[0][1:], *rest[1:]]  # "Is the" not "Is The"
     return " ".join([first.capitalize(), *rest])
 
