@@ -101,7 +101,7 @@ def parse(text: str) -> Parsed:
             case "fence" | "code_block":
                 out.blocks.append(Block("code", token.content.rstrip("\n"), level=items, info=token.info.strip()))
             case "inline":
-                inline = inline_text(token.children or [])
+                inline = _inline_text(token.children or [])
                 if token.level and _parent(token) in ("th", "td"):
                     cells.append(inline)
                 elif _parent(token) == "heading":
@@ -140,7 +140,7 @@ def _yaml(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def inline_text(children: Sequence[Token]) -> str:
+def _inline_text(children: Sequence[Token]) -> str:
     """One line of inline Markdown from markdown-it-py's inline tokens."""
     parts: list[str] = []
     link: list[str] | None = None

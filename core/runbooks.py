@@ -276,11 +276,6 @@ def is_escalation(text: str) -> bool:
     return bool(_ESCALATION.search(text))
 
 
-def procedure_of(candidates: Sequence[Candidate]) -> list[Candidate]:
-    """The step candidates, for a report of whether a document holds a procedure at all."""
-    return [c for c in candidates if c.is_step]
-
-
 _ALERT_HEADING = re.compile(r"^(?:alert(?:\s*name)?\s*:\s*)?[\"'`]?([A-Za-z][A-Za-z0-9_:.-]*)[\"'`]?$", re.IGNORECASE)
 
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from core.runbooks import alert_heading, read_section, section_kind
+from core.runbooks import alert_heading, read_section, section_kind, why_no_procedure
 from core.types import Chunk, IncidentNode, Relation, SourceDocument, normalise_name
 
 _MENTION = re.compile(r"\b[A-Za-z][a-z0-9]*(?:[A-Z][A-Za-z0-9]*)+\b")
@@ -45,7 +45,7 @@ def aliases_of(doc: SourceDocument) -> tuple[str, ...]:
 @lru_cache(maxsize=256)
 def has_procedure(doc: SourceDocument) -> bool:
     """A document in which at least one step was found, in any section."""
-    return any(c.is_step for s in doc.sections for c in read_section(s.text, s.heading_path))
+    return why_no_procedure([(s.heading_path, s.text) for s in doc.sections]) is None
 
 
 @lru_cache(maxsize=256)
