@@ -323,6 +323,10 @@ class ElasticsearchChunkIndex:
                         index=index, query=docs_query(ids[at : at + _BATCH]), conflicts="proceed", refresh=True
                     )
 
+    async def spelling(self, query: str) -> str:
+        """``query`` unchanged: this backend keeps no unstemmed vocabulary to correct against."""
+        return query
+
     async def lexical(self, query: str, k: int) -> Hits:
         if not query_terms(query) or k <= 0:
             return []

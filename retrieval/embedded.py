@@ -108,6 +108,10 @@ class EmbeddedChunkIndex:
         self._snapshot = None
         await asyncio.to_thread(keywords.remove, list(doc_ids))
 
+    async def spelling(self, query: str) -> str:
+        keywords = await self._keyword_index()
+        return await asyncio.to_thread(keywords.spelling, query)
+
     async def lexical(self, query: str, k: int) -> Hits:
         keywords = await self._keyword_index()
         return await asyncio.to_thread(keywords.search_chunks, query, k)

@@ -7,12 +7,18 @@ it is called. Text is analysed in Python (``retrieval.lexical.index_terms``: ide
 stop words dropped, Snowball stems) and handed to tantivy's whitespace tokenizer, so queries and
 documents are always analysed alike.
 
-Nothing is rebuilt when a process starts: the index opens in milliseconds. One process writes at a
+Chunk entries also keep their distinct lower-cased words unstemmed (``words``), the vocabulary
+against which a question's misspelt words are corrected (``spelling``).
+
+Nothing is rebuilt when a process starts: the index opens in milliseconds (an index of an older
+schema is dropped and rebuilt from SQLite by its owner). One process writes at a
 time (tantivy's directory lock): a second writer waits for the first.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -20,15 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tantivy
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
 from tantivy import Occur, Query
 
 from core.errors import RetrievalUnavailable
-from retrieval.lexical import index_terms
+from retrieval.lexical import STOP_WORDS, index_terms
 
 HEADING_BOOST = 3.0
 NAME_BOOST = 2.0
 _HEAP = 15_000_000  # tantivy's minimum writer memory budget
 _LOCK_WAIT_S = 30.0
+_WORD = re.compile(r"[A-Za-z]+")
+MIN_SPELLED = 5  # shorter words lie within one edit of too many others to be corrected
 
 
 @dataclass(frozen=True)
@@ -57,7 +67,12 @@ def _schema() -> tantivy.Schema:
     builder.add_text_field("runbook", stored=True, tokenizer_name="raw")  # its content hash, on runbook entries
     for field in ("heading", "body", "names", "about"):
         builder.add_text_field(field, tokenizer_name="whitespace", index_option="freq")
+    builder.add_text_field("words", tokenizer_name="whitespace", index_option="basic")
     return builder.build()
+
+
+def _words(text: str) -> str:
+    return " ".join({w.lower() for w in _WORD.findall(text)})
 
 
 def analysed(text: str) -> str:
@@ -78,7 +93,12 @@ class KeywordIndex:
     def __init__(self, path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self._schema = _schema()
-        self._index = tantivy.Index(self._schema, path=str(path))
+        try:
+            self._index = tantivy.Index(self._schema, path=str(path))
+        except ValueError:  # written with an older schema: derived data, rebuilt from SQLite by the owner
+            shutil.rmtree(path)
+            path.mkdir(parents=True)
+            self._index = tantivy.Index(self._schema, path=str(path))
         self._lock = threading.Lock()
         self._writer: tantivy.IndexWriter | None = None
         self._pending = 0
@@ -86,7 +106,13 @@ class KeywordIndex:
     def replace(self, doc_id: str, chunks: Sequence[ChunkText], runbook: RunbookText) -> None:
         """Replace every entry of ``doc_id`` with these."""
         entries = [
-            tantivy.Document(key=c.chunk_id, doc_id=doc_id, heading=analysed(c.heading), body=analysed(c.body))
+            tantivy.Document(
+                key=c.chunk_id,
+                doc_id=doc_id,
+                heading=analysed(c.heading),
+                body=analysed(c.body),
+                words=_words(f"{c.heading} {c.body}"),
+            )
             for c in chunks
         ]
         entries.append(
@@ -127,6 +153,29 @@ class KeywordIndex:
     def search_runbooks(self, query: str, k: int) -> list[tuple[str, float]]:
         """(doc_id, BM25 score) of at most ``k`` runbooks by their names (boosted) and descriptions."""
         return self._search(query, k, (("names", NAME_BOOST), ("about", 1.0)))
+
+    def spelling(self, query: str) -> str:
+        """``query`` with each word no chunk holds replaced by the most frequent indexed word within
+        one edit (two from 8 letters on) that starts with the same letter; ``query`` itself if none.
+
+        Edits are optimal-string-alignment distance (swapping two neighbours is one edit), so
+        "migarted" becomes "migrated". The first letter is kept because typos rarely hit it, and it
+        keeps the candidates few. Words under ``MIN_SPELLED`` letters and stop words are left alone."""
+        if self._pending:
+            self.flush()
+        searcher = self._index.searcher()
+
+        def corrected(match: re.Match[str]) -> str:
+            word = match.group(0).lower()
+            if len(word) < MIN_SPELLED or word in STOP_WORDS or searcher.doc_freq("words", word):
+                return match.group(0)
+            if any(searcher.doc_freq("body", stem) for stem in index_terms(word)):  # another form of a known word
+                return match.group(0)
+            known = [w for w, _ in searcher.terms_with_prefix("words", word[0])]  # most frequent first
+            best = process.extractOne(word, known, scorer=OSA.distance, score_cutoff=1 if len(word) < 8 else 2)
+            return best[0] if best else match.group(0)
+
+        return _WORD.sub(corrected, query)
 
     def runbook_hashes(self) -> dict[str, str]:
         """doc_id → content hash of every runbook entry (to check the index against its source of truth)."""

@@ -53,6 +53,10 @@ class ChunkIndex(Protocol):
         """Remove the documents and their chunks; unknown ids are ignored."""
         ...
 
+    async def spelling(self, query: str) -> str:
+        """``query`` with words no chunk holds replaced by the closest indexed spelling (or unchanged)."""
+        ...
+
     async def lexical(self, query: str, k: int) -> Hits:
         """BM25 search; at most ``k`` hits, best first; a query with no searchable word gives []."""
         ...

@@ -1,5 +1,7 @@
 """``retrieve(query)``: runbooks ranked by their passages and their names, passages grouped by runbook.
 
+The query's misspelt words are first corrected against the index's vocabulary.
+
 Four rankings run concurrently: BM25 and dense over chunks, the chunks of incidents the query
 names, and BM25 over each runbook's names and descriptions. Runbooks are ranked by the weighted sum
 of their normalised evidence in each, in which a runbook's passages add up
@@ -57,11 +59,13 @@ class Retriever:
         top_k = k or self._settings.top_k
         n = self._settings.candidates
         degraded: list[str] = []
+        # Misspelt words would miss in BM25 and skew the embedding; every ranking searches the correction.
+        searched = await _guard("spelling", self._index.spelling(query), degraded) or query
         async with asyncio.TaskGroup() as tg:
-            bm25 = tg.create_task(_guard("keyword search", self._index.lexical(query, n), degraded))
-            dense = tg.create_task(_guard("semantic search", self._dense(query, n), degraded))
-            names = tg.create_task(_guard("runbook names", self._index.runbooks(query, n), degraded))
-            named = tg.create_task(_guard("incident graph", self._graph.named(name_keys(query)), degraded))
+            bm25 = tg.create_task(_guard("keyword search", self._index.lexical(searched, n), degraded))
+            dense = tg.create_task(_guard("semantic search", self._dense(searched, n), degraded))
+            names = tg.create_task(_guard("runbook names", self._index.runbooks(searched, n), degraded))
+            named = tg.create_task(_guard("incident graph", self._graph.named(name_keys(searched)), degraded))
         if bm25.result() is None and dense.result() is None:
             raise RetrievalUnavailable("; ".join(degraded), backend="chunk index")
         hits = {"bm25": bm25.result() or [], "dense": dense.result() or []}

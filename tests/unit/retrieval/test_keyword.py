@@ -91,3 +91,40 @@ def test_writes_are_committed_in_batches(tmp_path: Path, monkeypatch: pytest.Mon
     assert KeywordIndex(tmp_path / "keywords").search_chunks("disk", 5) == []  # another process sees no batch yet
     put(writer, "b", ("", "disk slow"))
     assert len(KeywordIndex(tmp_path / "keywords").search_chunks("disk", 5)) == 2
+
+
+def test_misspelt_words_are_corrected_to_the_most_frequent_indexed_spelling(index: KeywordIndex) -> None:
+    put(
+        index,
+        "a",
+        ("Migrations", "the VMI migrated again; too many connections"),
+        ("Standby", "a standby is not streaming; connections refused"),
+    )
+    put(index, "b", ("Connectors", "the connector migrated"))
+    assert index.spelling("VMI migarted 15 times") == "VMI migrated 15 times"  # two letters swapped: one edit
+    assert index.spelling("short-lived conections, one standy") == "short-lived connections, one standby"
+    assert index.spelling("cannot scrape, reconcile loop") == "cannot scrape, reconcile loop"  # nothing close: kept
+
+
+def test_known_words_short_words_and_other_forms_of_known_words_are_kept(index: KeywordIndex) -> None:
+    put(index, "a", ("Inserts", "an insert failed on the table"), ("Pods", "a pod is pending"))
+    assert index.spelling("inserting into a tabel") == "inserting into a table"  # "inserting": a form of "insert"
+    assert index.spelling("pdos pendng") == "pdos pending"  # four letters are too few to correct
+    assert index.spelling("inserts fail on the tables") == "inserts fail on the tables"
+
+
+def test_an_index_of_an_older_schema_is_dropped_for_a_rebuild(tmp_path: Path) -> None:
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("key", stored=True, tokenizer_name="raw")
+    (tmp_path / "keywords").mkdir()
+    old = tantivy.Index(builder.build(), path=str(tmp_path / "keywords"))
+    writer = old.writer(heap_size=15_000_000, num_threads=1)
+    writer.add_document(tantivy.Document(key="stale"))
+    writer.commit()
+    writer.wait_merging_threads()
+    index = KeywordIndex(tmp_path / "keywords")
+    assert index.runbook_hashes() == {}
+    put(index, "a", ("Disk", "disk full"))
+    assert index.search_chunks("disk", 5)[0][0] == "a#0"
