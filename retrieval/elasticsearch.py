@@ -141,11 +141,15 @@ def runbook_query(query: str, k: int) -> dict[str, Any]:
     return _match(query, [f"names^{NAME_BOOST}", "about"], k)
 
 
-def knn_query(vector: np.ndarray, k: int) -> dict[str, Any]:
-    """``search`` arguments for approximate kNN on ``vec``."""
+def knn_query(vector: np.ndarray, k: int, within: Collection[str] | None = None) -> dict[str, Any]:
+    """``search`` arguments for approximate kNN on ``vec`` (among the chunks of the documents ``within``)."""
     k = min(k, MAX_WINDOW)
     query_vector = np.asarray(vector, dtype=np.float32).tolist()
-    knn = {"field": "vec", "query_vector": query_vector, "k": k, "num_candidates": min(max(100, 2 * k), MAX_WINDOW)}
+    knn: dict[str, Any] = {
+        "field": "vec", "query_vector": query_vector, "k": k, "num_candidates": min(max(100, 2 * k), MAX_WINDOW)
+    }  # fmt: skip
+    if within is not None:
+        knn["filter"] = {"terms": {"doc_id": sorted(within)}}
     return {"knn": knn, "size": k, "source": False}
 
 
@@ -341,12 +345,13 @@ class ElasticsearchChunkIndex:
         with map_elasticsearch_errors("runbook search"):
             return hits((await self._es.search(index=self._docs, **runbook_query(query, k))).body)
 
-    async def dense(self, vector: np.ndarray, k: int) -> Hits:
-        if k <= 0:
+    async def dense(self, vector: np.ndarray, k: int, within: Collection[str] | None = None) -> Hits:
+        if k <= 0 or (within is not None and not within):
             return []
         await self.start()
         with map_elasticsearch_errors("dense search"):
-            return hits((await self._es.search(index=self._chunks, **knn_query(vector, k))).body, cosine=True)
+            response = await self._es.search(index=self._chunks, **knn_query(vector, k, within))
+            return hits(response.body, cosine=True)
 
     async def chunks(self, chunk_ids: Collection[str]) -> dict[str, Chunk]:
         ids = list(dict.fromkeys(chunk_ids))

@@ -20,6 +20,7 @@ import numpy as np
 
 from core.types import Chunk, IncidentNode, Relation, SourceDocument
 from retrieval._sqlite import SqliteWorker
+from retrieval.fusion import doc_of
 from retrieval.keyword import ChunkText, KeywordIndex, RunbookText
 from retrieval.lexical import runbook_about, runbook_names
 from retrieval.ports import Hits
@@ -38,10 +39,11 @@ _INDEX_FORMAT = 3  # 1 used SQLite FTS5 for BM25, 2 numpy over term-count blobs
 
 
 class _Snapshot(NamedTuple):
-    """What dense searches read: every chunk's id and its vector."""
+    """What dense searches read: every chunk's id and its vector, and each document's rows."""
 
     ids: list[str]
     vectors: np.ndarray
+    rows: dict[str, list[int]]
 
 
 class EmbeddedChunkIndex:
@@ -149,12 +151,17 @@ class EmbeddedChunkIndex:
             await asyncio.to_thread(keywords.replace, doc_id, texts, runbook)
         await asyncio.to_thread(keywords.flush)
 
-    async def dense(self, vector: np.ndarray, k: int) -> Hits:
+    async def dense(self, vector: np.ndarray, k: int, within: Collection[str] | None = None) -> Hits:
         snapshot = await self._load()
-        if not snapshot.ids:
-            return []
         query = np.asarray(vector, dtype=np.float32)
-        return await asyncio.to_thread(_top_k, snapshot.ids, snapshot.vectors, query, k)
+        if within is None:
+            ids, matrix = snapshot.ids, snapshot.vectors
+        else:
+            rows = [r for doc_id in within for r in snapshot.rows.get(doc_id, ())]
+            ids, matrix = [snapshot.ids[r] for r in rows], snapshot.vectors[rows]
+        if not ids or k <= 0:
+            return []
+        return await asyncio.to_thread(_top_k, ids, matrix, query, k)
 
     async def _load(self) -> _Snapshot:
         # Two first searches may both load; each gets a complete snapshot and the last one is kept.
@@ -164,7 +171,10 @@ class EmbeddedChunkIndex:
                 rows = conn.execute("SELECT chunk_id, vec FROM chunks ORDER BY rowid").fetchall()
                 ids = [r[0] for r in rows]
                 vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows else np.zeros((0, 0))
-                return _Snapshot(ids, vectors)
+                by_doc: dict[str, list[int]] = {}
+                for row, chunk_id in enumerate(ids):
+                    by_doc.setdefault(doc_of(chunk_id), []).append(row)
+                return _Snapshot(ids, vectors, by_doc)
 
             self._snapshot = await self._db.run(load)
         return self._snapshot

@@ -66,8 +66,9 @@ class ChunkIndex(Protocol):
         split) and descriptions; at most ``k`` (doc_id, score) pairs, best first."""
         ...
 
-    async def dense(self, vector: np.ndarray, k: int) -> Hits:
-        """Cosine (dot-product on normalised vectors) search; at most ``k`` hits, best first."""
+    async def dense(self, vector: np.ndarray, k: int, within: Collection[str] | None = None) -> Hits:
+        """Cosine (dot-product on normalised vectors) search; at most ``k`` hits, best first; only
+        among the chunks of the documents ``within`` when given."""
         ...
 
     async def chunks(self, chunk_ids: Collection[str]) -> dict[str, Chunk]:

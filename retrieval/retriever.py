@@ -3,7 +3,8 @@
 The query's misspelt words are first corrected against the index's vocabulary.
 
 Four rankings run concurrently: BM25 and dense over chunks, the chunks of incidents the query
-names, and BM25 over each runbook's names and descriptions. Runbooks are ranked by the weighted sum
+names, and BM25 over each runbook's names and descriptions. Runbooks the other rankings found but
+the dense top n missed then get their dense scores too. Runbooks are ranked by the weighted sum
 of their normalised evidence in each, in which a runbook's passages add up
 (``retrieval.fusion.score_documents``); a runbook's passages keep their reciprocal-rank order. A ranking that
 fails is reported in ``Retrieval.degraded`` and the others still answer; only when both chunk
@@ -17,17 +18,20 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import numpy as np
+
 from core.errors import BackendUnavailable, RetrievalUnavailable
 from core.settings import RetrievalSettings
 from core.types import Chunk, IncidentNode, NodeHit, Passage, Retrieval, normalise_name
 from retrieval.fusion import doc_of, reciprocal_rank_fusion, score_documents
-from retrieval.ports import ChunkIndex, Embedder, GraphStore
+from retrieval.ports import ChunkIndex, Embedder, GraphStore, Hits
 
 MAX_NAME_WORDS = 8
 MIN_KEY_CHARS = 5
 MAX_NODES = 8
 MAX_CONTEXT = 20
 PER_DOC = 3  # passages of one runbook among the top k
+CHUNKS_PER_DOC = 5  # dense hits asked for each runbook found by other rankings only (its best chunk is among them)
 
 T = TypeVar("T")
 
@@ -68,11 +72,21 @@ class Retriever:
             named = tg.create_task(_guard("incident graph", self._graph.named(name_keys(searched)), degraded))
         if bm25.result() is None and dense.result() is None:
             raise RetrievalUnavailable("; ".join(degraded), backend="chunk index")
-        hits = {"bm25": bm25.result() or [], "dense": dense.result() or []}
-        rankings = {name: [c for c, _ in found] for name, found in hits.items()}
         named_nodes = named.result() or []
-        rankings["named"] = [c for node in _most_specific_first(named_nodes) for c in node.chunk_ids][:n]
+        named_chunks = [c for node in _most_specific_first(named_nodes) for c in node.chunk_ids][:n]
         runbook = names.result() or []
+        vector, dense_hits = dense.result() or (None, [])
+        if vector is not None:
+            # A runbook that its keywords or names found is weighed on meaning too, though none of its
+            # chunks made the dense top n: otherwise it gets nothing from the most weighted ranking.
+            found = {doc_of(c) for c in [c for c, _ in bm25.result() or []] + named_chunks} | {d for d, _ in runbook}
+            others = found - {doc_of(c) for c, _ in dense_hits}
+            if others:
+                within = self._index.dense(vector, CHUNKS_PER_DOC * len(others), within=others)
+                dense_hits = dense_hits + (await _guard("semantic search", within, degraded) or [])
+        hits = {"bm25": bm25.result() or [], "dense": dense_hits}
+        rankings = {name: [c for c, _ in found] for name, found in hits.items()}
+        rankings["named"] = named_chunks
         cfg = self._settings
         weights = {
             "bm25": cfg.bm25_weight, "dense": cfg.dense_weight, "named": cfg.named_weight, "runbook": cfg.runbook_weight
@@ -139,9 +153,10 @@ class Retriever:
             Passage(chunk=found[c], score=0.0, ranks={"context": i}) for i, c in enumerate(wanted, 1) if c in found
         )
 
-    async def _dense(self, query: str, n: int) -> list[tuple[str, float]]:
-        vectors = await self._embedder.embed([query])
-        return await self._index.dense(vectors[0], n)
+    async def _dense(self, query: str, n: int) -> tuple[np.ndarray, Hits]:
+        """The query's vector and its ``n`` nearest chunks."""
+        vector = (await self._embedder.embed([query]))[0]
+        return vector, await self._index.dense(vector, n)
 
     async def _nodes(self, named: list[IncidentNode], passages: tuple[Passage, ...]) -> list[NodeHit]:
         """Named nodes first, then nodes of the top passages (scored by their best passage), then neighbours."""

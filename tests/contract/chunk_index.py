@@ -103,6 +103,14 @@ class ChunkIndexContract:
         assert hits[0][1] == pytest.approx(1.0, abs=1e-4)
         assert len(hits) == 2
 
+    async def test_dense_within_documents_ranks_only_their_chunks(self, index: ChunkIndex) -> None:
+        await self.put(index, "a.md", ["one", "two"], [1, 2])
+        await self.put(index, "b.md", ["three"], [3])
+        await self.put(index, "c.md", ["four"], [4])
+        hits = await index.dense(unit(2), 5, within={"b.md", "c.md", "never-ingested.md"})
+        assert sorted(c for c, _ in hits) == ["b.md#0", "c.md#0"]
+        assert await index.dense(unit(2), 5, within=set()) == []
+
     async def test_dense_on_empty_index_is_empty(self, index: ChunkIndex) -> None:
         assert await index.dense(unit(1), 5) == []
 

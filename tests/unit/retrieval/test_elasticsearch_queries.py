@@ -150,6 +150,12 @@ def test_knn_query_takes_at_least_100_candidates(k: int, candidates: int) -> Non
     assert knn["knn"]["k"] == knn["size"] == k
 
 
+def test_knn_query_within_documents_filters_on_their_ids() -> None:
+    knn = knn_query(np.ones(4), 10, within={"b.md", "a.md"})
+    assert knn["knn"]["filter"] == {"terms": {"doc_id": ["a.md", "b.md"]}}
+    assert "filter" not in knn_query(np.ones(4), 10)["knn"]
+
+
 def test_knn_query_exact_body() -> None:
     vector = np.array([0.5, -0.25, 0.0, 1.0], dtype=np.float64)
     assert knn_query(vector, 3) == {

@@ -85,3 +85,22 @@ async def test_an_index_that_is_down_is_an_error_that_names_it(settings: Setting
                 await retriever.retrieve("disk full")
         finally:
             await index.aclose()
+
+
+async def test_a_misspelt_question_finds_what_its_correct_spelling_finds(sample_kb: Settings) -> None:
+    async with open_knowledge(sample_kb) as kb:
+        right = await kb.retriever.retrieve("consumer group keeps rebalancing and lag grows")
+        wrong = await kb.retriever.retrieve("consumr group keeps rebalacing and lag grows")
+    assert wrong.doc_ids()[0] == right.doc_ids()[0] == "messaging/KafkaConsumerGroupLagHigh.pdf"
+    assert wrong.query == "consumr group keeps rebalacing and lag grows"  # the question is kept as asked
+
+
+async def test_a_runbook_found_by_its_keywords_alone_is_weighed_on_meaning_too(sample_kb: Settings) -> None:
+    # Two hits per ranking: the dense top 2 holds the certificate runbook only; BM25 finds the ingress one.
+    narrow = sample_kb.model_copy(update={"retrieval": sample_kb.retrieval.model_copy(update={"candidates": 2})})
+    async with open_knowledge(narrow) as kb:
+        result = await kb.retriever.retrieve("certificate expires and ingress returns 5xx")
+    ranked = [p for p in result.passages if "context" not in p.ranks]
+    docs = {p.chunk.doc_id for p in ranked}
+    assert "network/IngressHTTP5xxRateHigh.md" in docs
+    assert docs == {p.chunk.doc_id for p in ranked if 0 < p.raw_scores.get("dense", 0) <= 1}
