@@ -100,6 +100,20 @@ _FOUND_IN = re.compile(
 _NARRATIVE = re.compile(r"^(?:now|we|i|our|here|so|at this point|at the time|previously|historically"
                         r"|in this (?:section|document|runbook|guide|page)|(?:this|the) (?:alert|page|document|runbook"
                         r"|section|guide)|the following (?:is|are|shows?))\b", re.I)  # fmt: skip
+# Why something happens, what it means, what the default is: an explanation, not a step, unless it also says
+# what to do ("In this case, increase the CPU", "you can disable it", "it is recommended to …").
+_EXPLAINS = re.compile(
+    r"\b(?:can|could|may|might|will|usually|often|typically)\s+(?:happen|occur)\b|\bhappens?\s+(?:when|if)\b"
+    r"|\b(?:is|are)\s+(?:often\s+|usually\s+|typically\s+|mostly\s+)?caused\s+by\b|\b(?:be|is|are)\s+(?:the\s+)?result\s+of\b"
+    r"|\bdepends\s+on\b|\bis\s+the\s+equivalent\s+of\b|\bthe\s+default\s+(?:behaviou?r|is)\b|^there\s+(?:is|are)\s+no\b"
+    r"|\bwill\s+most\s+likely\s+be\b|\bis\s+possible\s+for\b",
+    re.IGNORECASE,
+)
+_INSTRUCTS = re.compile(
+    r"\b(?:you|we)\s+(?:can|could|should|must|may|might|need|have\s+to|will\s+need)\b|\brecommended\b"
+    r"|\bin\s+(?:this|that|such\s+a)\s+case\b|\bneeds?\s+to\s+be\b|\bsolves?\b",
+    re.IGNORECASE,
+)
 _ACTION_LABEL = re.compile(r"^\W*(?:action|actions|remediation|fix|resolution|mitigation|steps?|todo)\W*:\s*", re.I)
 _FIELD_LABEL = re.compile(r"^\W*(?:message|severity|summary|description|labels?|expr|for|impact)\W*:", re.I)
 _ESCALATION = re.compile(
@@ -180,6 +194,8 @@ def _role(text: str, section: SectionKind, *, item: bool, ordered: bool, quote: 
         return "decision"
     if (verb := first_verb(bare)) is not None:
         return "check" if verb in _CHECK_VERBS else "action"
+    if _EXPLAINS.search(bare) and not _INSTRUCTS.search(bare):
+        return "narrative"  # "This can happen if …", "Running out of inodes is often caused by …"
     if section == "procedure" and (purpose := _USED_TO.search(bare)) and (purpose[1] or purpose[2]).lower() in _VERBS:
         return "check"  # "`up == 0` can be used to check the trend"
     if _is_caption(bare) or len(words) < 3 or bare.endswith(":"):
@@ -224,17 +240,62 @@ def sentences(text: str) -> list[str]:
 
 def read_section(text: str, heading_path: Sequence[str] = ()) -> list[Candidate]:
     """Every candidate of a section's canonical Markdown, in order; code blocks are attached to the
-    candidate before them, never candidates themselves. Tables and headings give none."""
+    candidate before them, never candidates themselves. Tables and headings give none, except a
+    heading that says what to do with the code right under it ("### Step 4: Inspect logs" then a
+    shell block): that heading is the step the code belongs to. A line that introduces code ("To
+    see all nodes using runc via metrics:") is a check, not a caption."""
     section = section_kind(heading_path)
     found: list[Candidate] = []
+    heading = heading_path[-1] if heading_path else ""  # the heading nothing has been read under yet
     for block in parse(text).blocks:
+        if block.kind == "heading":
+            heading = block.text
+            continue
         if block.kind == "code":
+            if heading:  # code right under a heading is that heading's, never the step of another section
+                if (step := _heading_step(heading, section)) is None:
+                    heading = ""
+                    continue
+                found.append(step)
             if found:
                 last = found[-1]
-                found[-1] = Candidate(last.text, last.role, last.level, last.ordered, (*last.code, block.text))
+                role = last.role
+                if role == "caption" and section not in ("description", "cases") and _introduces_code(last.text):
+                    role = "check"
+                found[-1] = Candidate(last.text, role, last.level, last.ordered, (*last.code, block.text))
+            heading = ""
             continue
+        heading = ""
         found.extend(_candidates(block, section))
     return found
+
+
+# What a line introducing code says when the code is what the system printed, not what to run.
+_OUTPUT_LABEL = re.compile(r"\b(?:output|result|response|looks? like|example|e\.g\.|for instance)\b", re.IGNORECASE)
+
+
+def _introduces_code(text: str) -> bool:
+    """A sentence that ends with a colon and says what the code after it does ("To see all nodes using
+    runc via metrics:", "A stuck collector query shows up in `pg_stat_activity`:"); not a title
+    ("Data Type Mismatches:") nor a label of output ("Example output:")."""
+    bare = _LINK.sub(r"\1", text).strip().strip("*_").strip()
+    if not bare.endswith(":") or _OUTPUT_LABEL.search(bare):
+        return False
+    words = bare.rstrip(":").split()
+    return len(words) >= 4 and not _is_caption(bare.rstrip(":"))
+
+
+_STEP_LABEL = re.compile(r"^(?:step\s*)?\d+\s*[.:)-]?\s*|^step\s*[.:)-]?\s*", re.IGNORECASE)
+
+
+def _heading_step(heading: str, section: SectionKind) -> Candidate | None:
+    """The step a heading names when code follows it directly: an instruction ("Step 2: Check the
+    metrics endpoint" → "Check the metrics endpoint"), else None."""
+    text = _STEP_LABEL.sub("", heading.strip()).strip()
+    if section in ("description", "cases", "reference") or first_verb(text) is None:
+        return None
+    role = role_of(text, "procedure", item=True)
+    return Candidate(text[:MAX_TEXT], role) if role in ("check", "action") else None
 
 
 def _candidates(block: Block, section: SectionKind) -> list[Candidate]:

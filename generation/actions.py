@@ -252,14 +252,15 @@ class _Passage:
 
 
 @functools.lru_cache(maxsize=512)
-def _passages(markdown: str) -> tuple[_Passage, ...]:
+def _passages(markdown: str, heading: str = "") -> tuple[_Passage, ...]:
     """The passages of a chunk's ``markdown`` (``core.document``'s blocks) in order: a paragraph, a
     list item with the paragraphs it holds, a table row. A paragraph or item that starts
     "Alternatively, …" is another way to do what the one before it says: it joins that passage. A
-    code block belongs to the passage before it; one with no text before it (right under a heading)
-    is a passage of its own, without text."""
+    code block belongs to the passage before it; code with no text before it, right under a heading
+    (``heading`` is the one the chunk starts under), belongs to that heading ("Step 4: Inspect logs"),
+    which the planner makes a step of."""
     passages: list[_Passage] = []
-    after_text = False  # whether a code block now comes right after a text block
+    after_text = False  # whether a code block now comes right after a text block (or its heading)
     item_level: int | None = None  # the level of the list item the last passage is, if it is one
     for block in parse(markdown).blocks:
         if block.kind == "code":
@@ -267,9 +268,11 @@ def _passages(markdown: str) -> tuple[_Passage, ...]:
             if after_text:
                 passages[-1] = _Passage(passages[-1].text, (*passages[-1].blocks, code))
             else:
-                passages.append(_Passage("", (code,)))
+                passages.append(_Passage(heading, (code,)))
+                after_text = bool(heading)
+            heading = ""
         elif block.kind == "heading":
-            after_text, item_level = False, None
+            after_text, item_level, heading = False, None, block.text
         elif (block.kind == "paragraph" and item_level is not None and block.level > item_level) or (
             after_text and _ALTERNATIVE.match(block.text)
         ):
@@ -277,7 +280,7 @@ def _passages(markdown: str) -> tuple[_Passage, ...]:
             passages[-1] = _Passage(f"{last.text} {block.text}", last.blocks)
         else:
             passages += [_Passage(row) for row in block.text.split("\n")]
-            after_text, item_level = True, block.level if block.kind == "item" else None
+            after_text, item_level, heading = True, block.level if block.kind == "item" else None, ""
     return tuple(passages)
 
 
@@ -292,7 +295,12 @@ def _source(step: Step, chunks: Mapping[str, Chunk]) -> tuple[str, _Passage] | N
     wanted = _words(step.text)
     if not wanted:
         return None
-    passages = [p for c in step.citations if (chunk := chunks.get(c.chunk_id)) for p in _passages(chunk.text)]
+    passages = [
+        p
+        for c in step.citations
+        if (chunk := chunks.get(c.chunk_id))
+        for p in _passages(chunk.text, chunk.heading_path[-1] if chunk.heading_path else "")
+    ]
     for pieces in (lambda p: _SENTENCE_END.split(p.text), lambda p: [p.text]):
         best: tuple[float, str, _Passage] | None = None
         for passage in passages:
@@ -400,7 +408,7 @@ def _compact_placeholders(code: str) -> str:
 def _accepting(tools: Mapping[str, ToolSpec], args: dict[str, Any]) -> Action | None:
     """A call of the first catalogue tool whose schema accepts exactly ``args``, in the tool's mode."""
     for spec in tools.values():
-        if spec.problem(args) is None:
+        if spec.accepts(args):
             return Action(tool=spec.name, args=args, mode=spec.mode)
     return None
 

@@ -29,7 +29,7 @@ MAX_STEPS = 8
 MAX_SEE_ALSO = 4
 RESOLVED = "Resolved: the alert has cleared"
 ESCALATE = "Escalate to the owning team if the problem persists"
-PERSISTS = "if the problem persists, escalate to the owning team"
+PERSISTS = "escalate if it persists"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _CODE = re.compile(r"`([^`]*)`")
 _CONDITION = re.compile(
@@ -278,9 +278,10 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
     node_id = next((h.node.node_id for h in retrieval.nodes if lead.doc_id in h.node.doc_ids), None)
     final = _Draft("process", escalation or ESCALATE, lead, 0)
     if escalation is None and len(drafts) > 2 and drafts[-1].kind == "process":
-        # The runbook's last step ends the workflow, saying what follows it: no step that is not the runbook's.
+        # The runbook's last step ends the workflow, saying what follows it: no step that is not the runbook's
+        # (a short aside, so the step still reads as the runbook's own).
         last = drafts.pop()
-        final = replace(last, text=f"{last.text.rstrip('.')}; {PERSISTS}")
+        final = replace(last, text=f"{last.text.rstrip('.')} ({PERSISTS})")
     steps = _link(drafts, final, node_id)
     title = alert_heading(lead.heading_path) or lead.title
     return Workflow(title=title, steps=tuple(steps), see_also=tuple(dict.fromkeys(see_also))[:MAX_SEE_ALSO])

@@ -102,10 +102,36 @@ def test_roles_are_read_from_content() -> None:
         ("Then, restart the kubelet.", "action"),
         ("You should inspect the logs of the pod.", "check"),
         ("`up == 0` can be used to check the trend over time.", "check"),
+        ("This can happen if prometheus did not manage to compact data.", "narrative"),
+        ("Running out of inodes is often caused by many small files.", "narrative"),
+        ("The default behavior is to read directly into the destination buffer.", "narrative"),
+        ("Usually happens when specifying wrong pod taints or affinities.", "narrative"),
+        ("It can happen under load; in this case, add a replica.", "check"),
+        ("If it happens again, you can disable the exporter.", "decision"),
     ],
 )
 def test_what_is_not_a_step_is_recognised(text: str, role: str) -> None:
     assert role_of(text, "procedure") == role
+
+
+def test_code_makes_the_line_before_it_or_the_heading_above_it_a_step() -> None:
+    text = (
+        "To see all nodes using runc via metrics:\n\n```bash\npromtool query instant http://p 'up'\n```\n\n"
+        "Example output:\n\n```\ndefault_runtime = crun\n```\n\n"
+        "### Step 2: Check the metrics endpoint\n\n```bash\ncurl -sS http://localhost:9187/metrics\n```\n\n"
+        "### Background\n\n```\nsome output\n```\n"
+    )
+    found = read_section(text, ("Diagnosis",))
+    assert [(c.text, c.role, len(c.code)) for c in found] == [
+        ("To see all nodes using runc via metrics:", "check", 1),
+        ("Example output:", "caption", 1),
+        ("Check the metrics endpoint", "check", 1),
+    ]
+    # The heading a chunk starts under counts too; describing sections make no step of it.
+    assert [c.text for c in read_section("```\nkubectl get pods\n```", ("Diagnosis", "Step 4: Inspect logs"))] == [
+        "Inspect logs"
+    ]
+    assert read_section("```\nkubectl scale deploy/a --replicas=2\n```", ("Overview", "Scale the cluster")) == []
 
 
 def test_describing_sections_give_only_imperative_steps() -> None:

@@ -110,6 +110,22 @@ def test_a_check_of_another_paragraph_or_item_is_not_the_steps() -> None:
     assert notes is not None and notes.args == {"argv": ["kubectl", "get", "pods", "-n", "monitoring"]}
 
 
+def test_code_right_under_a_heading_is_the_check_of_the_step_the_heading_names() -> None:
+    chunk = Chunk(
+        chunk_id="rb.md#0",
+        doc_id="rb.md",
+        ordinal=0,
+        title="Rb",
+        heading_path=("Diagnosis", "Step 4: Inspect logs"),
+        text="```bash\nkubectl logs --namespace cnpg-system -l app=cnpg --tail=200\n```\n\nLook for timeouts.",
+    )
+    steps = attach_actions(one_step("Inspect logs"), {chunk.chunk_id: chunk}, TOOLS).steps
+    action = steps[0].action
+    assert action is not None and action.args["argv"][:2] == ["kubectl", "logs"] and not action.missing
+    # The sentence after the code is another step: the code is not its check.
+    assert attach_actions(one_step("Look for timeouts"), {chunk.chunk_id: chunk}, TOOLS).steps[0].action is None
+
+
 @pytest.mark.parametrize(
     "code",
     [

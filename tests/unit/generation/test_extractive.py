@@ -44,7 +44,7 @@ def test_conditions_become_decisions_that_guard_what_they_say_to_do() -> None:
         ("s1", "process", "Check node status with kubectl get nodes."),
         ("s2", "decision", "Do you have SSH access?"),
         ("s3", "process", "Read the kubelet logs."),
-        ("s4", "terminal", f"Fix the node configuration and restart the kubelet; {PERSISTS}"),
+        ("s4", "terminal", f"Fix the node configuration and restart the kubelet ({PERSISTS})"),
     ]
     decision = flow.steps[1]
     assert decision.branches is not None and (decision.branches.yes, decision.branches.no) == ("s3", "s4")
