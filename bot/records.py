@@ -1,4 +1,4 @@
-"""The bot's own records: messages already answered, alerts, alert threads and write approvals.
+"""The bot's own records: the questions taken up, alerts, alert threads and write approvals.
 
 These tables serve the bot alone; training reads none of them, so they live here and not in
 ``trainer.store``. They share its metadata and database (one URL, one ``create_all``), and
@@ -8,27 +8,35 @@ These tables serve the bot alone; training reads none of them, so they live here
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Mapping
+from concurrent.futures import Executor
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, delete, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from trainer.store import Record, RecordStore
+from trainer.store import Interaction, Record, RecordStore
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class SeenMessage(Record):
-    """A person's message the bot took up, keyed by the message (team, channel, ts), not by the delivery:
-    Slack's retries, an edit of the message and a second replica all find it here."""
+class InboxMessage(Record):
+    """A person's question the bot took up, written before Slack got its 200 and keyed by the message
+    (team, channel, ts), not by the delivery: Slack's retries, an edit of the message and a second
+    replica all find it here. ``answered_at`` stays empty until the answer is shown; a row left
+    unanswered past the answer timeout (its replica stopped) is taken up again, at most ``attempts`` times."""
 
-    __tablename__ = "seen_messages"
+    __tablename__ = "slack_inbox"
 
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    seen_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)
+    taken_at: Mapped[dt.datetime] = mapped_column(default=_now, index=True)  # by the replica answering it
+    event: Mapped[dict[str, Any]] = mapped_column(default=dict)  # Slack's event, to answer it again
+    answered_at: Mapped[dt.datetime | None] = mapped_column(default=None, index=True)
+    attempts: Mapped[int] = mapped_column(default=1)
 
 
 class AlertRecord(Record):
@@ -82,20 +90,84 @@ class Approval(Record):
 class BotRecords(RecordStore):
     """The record store of the bot process: everything of ``RecordStore`` plus the bot's own tables."""
 
-    async def first_sighting(self, key: str, *, keep: dt.timedelta = dt.timedelta(days=1)) -> bool:
-        """Remember ``key`` (a message's ``team:channel:ts``); True the first time, False for any later
-        delivery of it (a retry, an edit, the other replica). Keys older than ``keep`` are forgotten."""
+    async def interaction_at(self, channel: str, message_ts: str) -> Interaction | None:
+        """The answer posted as this Slack message, or None when the message is not one of the bot's answers."""
 
-        def mark(session: Session) -> bool:
-            session.execute(delete(SeenMessage).where(SeenMessage.seen_at < _now() - keep))
-            try:
-                with session.begin_nested():
-                    session.add(SeenMessage(key=key))
-            except IntegrityError:
-                return False
-            return True
+        def read(session: Session) -> Interaction | None:
+            query = select(Interaction).where(Interaction.channel == channel, Interaction.message_ts == message_ts)
+            return session.scalars(query).first()
 
-        return await self.transaction(mark)
+        return await self.transaction(read)
+
+    async def thread_history(self, channel: str, thread_ts: str, *, limit: int = 5) -> list[Interaction]:
+        """The earlier answers in a Slack thread, oldest first: a follow-up's context."""
+
+        def read(session: Session) -> list[Interaction]:
+            query = (
+                select(Interaction)
+                .where(Interaction.channel == channel, Interaction.thread_ts == thread_ts)
+                .order_by(Interaction.id.desc())
+                .limit(limit)
+            )
+            return list(reversed(list(session.scalars(query))))
+
+        return await self.transaction(read)
+
+    async def write_inbox(
+        self, new: Mapping[str, dict[str, Any]], answered: Collection[str], *, executor: Executor | None = None
+    ) -> set[str]:
+        """In one transaction: take up the messages ``new`` (key ``team:channel:ts`` → Slack's event) and
+        mark the keys ``answered``. Returns the keys of ``new`` seen for the first time, by any replica
+        (an existing key, also one another replica is inserting at this moment, is not returned).
+        ``executor``: the thread to run on (default: the loop's default pool)."""
+        now = _now()
+
+        def write(session: Session) -> set[str]:
+            taken: set[str] = set()
+            if new:
+                rows = [{"key": k, "event": e, "taken_at": now} for k, e in new.items()]
+                # One INSERT … ON CONFLICT DO NOTHING (a row another replica is inserting waits for its
+                # commit), given the rows as parameters: its compiled form is cached, whatever their number.
+                if session.get_bind().dialect.name == "postgresql":
+                    insert = postgresql_insert(InboxMessage).on_conflict_do_nothing(index_elements=["key"])
+                    taken = set(session.scalars(insert.returning(InboxMessage.key), rows))
+                else:
+                    insert_ = sqlite_insert(InboxMessage).on_conflict_do_nothing(index_elements=["key"])
+                    taken = set(session.scalars(insert_.returning(InboxMessage.key), rows))
+            if answered:
+                session.execute(
+                    update(InboxMessage).where(InboxMessage.key.in_(list(answered))).values(answered_at=now)
+                )
+            return taken
+
+        return await self.transaction(write, executor=executor)
+
+    async def take_over_inbox(
+        self, stale: dt.timedelta, *, max_attempts: int = 3, keep: dt.timedelta = dt.timedelta(days=1)
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(key, event) of the questions taken up more than ``stale`` ago and never answered (the replica
+        that took them stopped), now taken by the caller; rows older than ``keep`` are forgotten."""
+
+        def take(session: Session) -> list[tuple[str, dict[str, Any]]]:
+            now = _now()
+            session.execute(delete(InboxMessage).where(InboxMessage.taken_at < now - keep))
+            query = (
+                select(InboxMessage)
+                .where(
+                    InboxMessage.answered_at.is_(None),
+                    InboxMessage.taken_at < now - stale,
+                    InboxMessage.attempts < max_attempts,
+                )
+                .order_by(InboxMessage.taken_at)
+                .limit(100)
+                .with_for_update(skip_locked=True)  # two replicas sweeping at once take different rows
+            )
+            rows = list(session.scalars(query))
+            for row in rows:
+                row.taken_at, row.attempts = now, row.attempts + 1
+            return [(row.key, dict(row.event)) for row in rows]
+
+        return await self.transaction(take)
 
     async def add_correction(self, correction: Correction) -> Correction:
         """Keep a correction; the next answer for its incident uses it."""

@@ -5,8 +5,9 @@
     GET  /healthz               record store, index and model reachable
     GET  /metrics               Prometheus text format
 
-A webhook answers 2xx only once its alerts are stored. Shutdown stops taking requests, lets answers
-in flight finish, and leaves alerts not yet posted stored for the next start.
+A webhook answers 2xx only once its alerts are stored, a Slack question once it is in the inbox.
+Shutdown stops taking requests, lets answers in flight finish, and leaves alerts not yet posted
+stored for the next start.
 """
 
 from __future__ import annotations
@@ -153,12 +154,14 @@ async def running(bot: Bot, host: str, port: int) -> AsyncIterator[str]:
     site = web.TCPSite(runner, host, port)
     await site.start()
     await bot.alerts.start()
+    await bot.slack.inbox.start(bot.slack.answer)
     bound = runner.addresses[0]
     try:
         yield f"http://{bound[0]}:{bound[1]}"
     finally:
         await site.stop()  # no new requests; answers already started go on
         await bot.threads.drain(DRAIN_S)
+        await bot.slack.inbox.stop()
         await bot.alerts.stop()
         await runner.cleanup()
 

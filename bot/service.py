@@ -7,6 +7,7 @@ model is unreachable or its workflow stays invalid, and the answer says so.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Literal, Protocol
 
@@ -95,7 +96,8 @@ class Service:
             if "abstain" in update:
                 return base.model_copy(update={"reason": f"no workflow is good enough: {update['abstain']}"})
         if workflow is None:
-            workflow = plan_extractive(retrieval, max_steps=self._cfg.max_steps)
+            # Off the event loop (parsing runbook sections): the loop is also the path of Slack's acks.
+            workflow = await asyncio.to_thread(plan_extractive, retrieval, max_steps=self._cfg.max_steps)
             update["planner"] = "extractive" if kind == "extractive" else "extractive (fallback)"
         if workflow is None:
             lead = retrieval.passages[0].chunk.doc_id

@@ -1,10 +1,10 @@
 """The Slack app: Bolt's wiring from Slack's payloads to the thread service and the feedback listeners.
 
 Events are acknowledged before their listener runs (Bolt does that); commands call ``ack()`` first.
-Before the ack, in middleware: a quick retry is recognised by its event id in memory, and a reaction
-vote is written, so nothing a person gave is lost once Slack has its 200. After it, a question is
-taken up once per *message* (team, channel, ts) in the record store: a retry, an edit of the message
-(Slack sends it again as a new event) and the other replica all find it there.
+Before the ack, in middleware, so nothing a person gave is lost once Slack has its 200: a quick retry
+is recognised by its event id in memory, a question is written to the inbox (``bot.inbox``) once per
+*message* (team, channel, ts) — a retry, an edit of the message (Slack sends it again as a new event)
+and the other replica all find it there — and a reaction vote is written. The answer runs after.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.feedback import FeedbackListeners
+from bot.inbox import Inbox, question_key
 from bot.metrics import Metrics
 from bot.records import BotRecords
 from bot.slack_api import escaped
@@ -30,8 +31,6 @@ from core.settings import SlackSettings
 log = logging.getLogger(__name__)
 
 _MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
-PEOPLE = {None, "file_share", "thread_broadcast", "me_message"}
-"""Message subtypes that are a person's message with text; every other subtype is not a question."""
 
 AdminCommand = Callable[[str, str], Awaitable[str]]
 """An admin subcommand: (its arguments, the admin's user id) → the reply to show."""
@@ -75,6 +74,7 @@ class SlackBot:
         self._admin_commands = dict(admin_commands or {})
         self._status = status
         self._recent = RecentIds()
+        self.inbox = Inbox(records, stale_s=cfg.answer_timeout_s + 60)
         secret = cfg.signing_secret.get_secret_value() if cfg.signing_secret else None
         self.app = AsyncApp(
             client=threads.api.client,
@@ -85,6 +85,7 @@ class SlackBot:
         )
         app = self.app
         app.middleware(self._deduplicate)
+        app.middleware(self._take_up)
         app.middleware(self._record_reactions)
         app.event("app_mention")(self._on_mention)
         app.event("message")(self._on_message)
@@ -104,6 +105,24 @@ class SlackBot:
             self._metrics.slack_duplicates.inc()
             log.info("slack retry ignored", extra={"event_id": event_id, "retry": req.headers.get("x-slack-retry-num")})
             return BoltResponse(status=200, body="")  # a new response: ``resp`` may be None here
+        return await next()
+
+    async def _take_up(
+        self, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse | None:
+        """A question is written to the inbox before the ack; one another delivery took up is not answered."""
+        key = question_key(req.body) if isinstance(req.body, dict) else None
+        if key is None:
+            return await next()
+        try:
+            first = await self.inbox.take_up(key, req.body["event"])
+        except OpsflowError as exc:  # not acknowledged: Slack sends it again (to this or another replica)
+            log.error("question not written to the inbox", extra={"key": key, "error": str(exc)})
+            return BoltResponse(status=503, body="")
+        if not first:
+            self._metrics.slack_duplicates.inc()
+            log.info("message already taken up", extra={"key": key, "edited": "edited" in req.body["event"]})
+            return BoltResponse(status=200, body="")
         return await next()
 
     async def _record_reactions(
@@ -127,34 +146,27 @@ class SlackBot:
     def allowed(self, channel: str) -> bool:
         return not self.cfg.channels or channel in self.cfg.channels or channel.startswith("D")
 
-    async def _first_answer(self, body: dict[str, Any], event: dict[str, Any]) -> bool:
-        """Whether this message was never taken up, by any replica, across restarts (checked after the
-        ack: a store commit on the ack path would queue 50 concurrent mentions behind one another)."""
-        key = f"{body.get('team_id', '')}:{event.get('channel', '')}:{event.get('ts', '')}"
-        if not await self._records.first_sighting(key):
-            self._metrics.slack_duplicates.inc()
-            log.info("message already taken up", extra={"key": key, "edited": "edited" in event})
-            return False
-        return True
-
     async def _on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        if not await self._first_answer(body, event):
-            return
-        channel = event.get("channel", "")
-        if not self.allowed(channel):
-            await self.threads.api.ephemeral(channel, event.get("user", ""), "I'm not enabled here; ask an admin.")
-            return
-        await self._ask(event)
+        await self.answer(question_key(body) or "", event)
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
-        # Only direct messages: channel messages come as app_mention when they name the bot.
-        if event.get("channel_type") != "im":
+        # Only a person's direct message: channel messages come as app_mention when they name the bot.
+        key = question_key(body)
+        if key is None:
+            if event.get("channel_type") == "im":
+                log.info("not a person's message; ignored", extra={"subtype": event.get("subtype") or "bot_message"})
             return
-        if event.get("bot_id") or event.get("subtype") not in PEOPLE or not event.get("user"):
-            log.info("not a person's message; ignored", extra={"subtype": event.get("subtype") or "bot_message"})
-            return
-        if await self._first_answer(body, event):
+        await self.answer(key, event)
+
+    async def answer(self, key: str, event: dict[str, Any]) -> None:
+        """Answer a question taken up from the inbox (``key``), then mark it answered there."""
+        channel = event.get("channel", "")
+        await self.inbox.settled()
+        if event.get("type") == "app_mention" and not self.allowed(channel):
+            await self.threads.api.ephemeral(channel, event.get("user", ""), "I'm not enabled here; ask an admin.")
+        else:
             await self._ask(event)
+        await self.inbox.answered(key)
 
     async def _ask(self, event: dict[str, Any]) -> None:
         question = _MENTION.sub("", event.get("text", "")).strip()

@@ -198,7 +198,9 @@ class ThreadService:
         known = {**entities_of(query), **asked.labels}
         if answer.workflow is not None:
             chunks = {p.chunk.chunk_id: p.chunk for p in retrieval.passages}
-            answer = answer.model_copy(update={"workflow": attach_actions(answer.workflow, chunks, self._tools, known)})
+            # Off the event loop (validating against every tool's schema): the loop is the acks' path.
+            workflow = await asyncio.to_thread(attach_actions, answer.workflow, chunks, self._tools, known)
+            answer = answer.model_copy(update={"workflow": workflow})
         interaction = await self._records.add_interaction(
             Interaction(
                 origin=asked.origin,

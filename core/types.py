@@ -7,6 +7,7 @@ returns a ``Retrieval`` (passages and nodes with their provenance).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from typing import Any, Literal
 
@@ -248,9 +249,18 @@ class ToolSpec(_Frozen):
     mode: ToolMode
     args: dict[str, Any] = Field(description="JSON schema of the arguments; allowlists are part of it.")
 
+    @functools.cached_property
+    def validator(self) -> Draft202012Validator:
+        """The schema's validator, built once: building it costs more than most validations."""
+        return Draft202012Validator(self.args)
+
+    def accepts(self, args: dict[str, Any]) -> bool:
+        """Whether ``args`` are valid for this tool; stops at the first error, unlike ``problem``."""
+        return bool(self.validator.is_valid(args))
+
     def problem(self, args: dict[str, Any]) -> str | None:
         """What is wrong with ``args`` for this tool, in words; None when they are valid."""
-        error = best_match(Draft202012Validator(self.args).iter_errors(args))
+        error = best_match(self.validator.iter_errors(args))
         if error is None:
             return None
         where = "/".join(map(str, error.path)) or "arguments"

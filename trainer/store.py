@@ -13,6 +13,7 @@ import asyncio
 import datetime as dt
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -195,15 +196,18 @@ class RecordStore:
                 self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         return self._sessions()
 
-    async def transaction(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in one committed transaction, off the event loop."""
+    async def transaction(self, fn: Callable[[Session], T], *, executor: Executor | None = None) -> T:
+        """Run ``fn`` in one committed transaction, off the event loop: on ``executor`` (a caller's own
+        thread, so the commit does not queue behind other work) or the loop's default thread pool."""
 
         def work() -> T:
             with self._session() as session, session.begin():
                 return fn(session)
 
         try:
-            return await asyncio.to_thread(work)
+            if executor is None:
+                return await asyncio.to_thread(work)
+            return await asyncio.get_running_loop().run_in_executor(executor, work)
         except OperationalError as exc:
             raise BackendUnavailable(f"record store unreachable: {exc.orig}", backend="records") from exc
 
@@ -252,29 +256,6 @@ class RecordStore:
 
     async def interaction(self, interaction_id: int) -> Interaction | None:
         return await self.transaction(lambda session: session.get(Interaction, interaction_id))
-
-    async def interaction_at(self, channel: str, message_ts: str) -> Interaction | None:
-        """The answer posted as this message, or None when the message is not one of the bot's answers."""
-
-        def read(session: Session) -> Interaction | None:
-            query = select(Interaction).where(Interaction.channel == channel, Interaction.message_ts == message_ts)
-            return session.scalars(query).first()
-
-        return await self.transaction(read)
-
-    async def thread_history(self, channel: str, thread_ts: str, *, limit: int = 5) -> list[Interaction]:
-        """The earlier answers in a Slack thread, oldest first: a follow-up's context."""
-
-        def read(session: Session) -> list[Interaction]:
-            query = (
-                select(Interaction)
-                .where(Interaction.channel == channel, Interaction.thread_ts == thread_ts)
-                .order_by(Interaction.id.desc())
-                .limit(limit)
-            )
-            return list(reversed(list(session.scalars(query))))
-
-        return await self.transaction(read)
 
     async def record_feedback(self, interaction_id: int, user: str, *, via: str, **values: Any) -> Feedback:
         """Merge ``values`` (vote, reason, corrected, step_flags) into this user's feedback on the answer.

@@ -67,12 +67,3 @@ async def test_feedback_is_one_row_per_user_and_answer_with_the_last_vote_winnin
     assert (first.vote, first.reason, first.via) == (-1, "missed the disk check", "button")
     assert first.step_flags == {"s2": "wrong", "s3": "dangerous"}
     assert rows["U2"].vote in (1, -1)
-    assert (await store.interaction_at("C1", "1.1")).id == answer.id  # type: ignore[union-attr]
-    assert await store.interaction_at("C1", "9.9") is None
-
-
-async def test_a_thread_history_is_oldest_first(store: RecordStore) -> None:
-    for i in range(3):
-        await store.add_interaction(Interaction(origin="slack", channel="C1", thread_ts="1.0", query=f"q{i}"))
-    await store.add_interaction(Interaction(origin="slack", channel="C1", thread_ts="2.0", query="other"))
-    assert [i.query for i in await store.thread_history("C1", "1.0")] == ["q0", "q1", "q2"]
