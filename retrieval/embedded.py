@@ -1,9 +1,9 @@
-"""The zero-setup backends: SQLite + tantivy + numpy for chunks, SQLite tables for the graph.
+"""The zero-setup backends: SQLite + tantivy + usearch for chunks, SQLite tables for the graph.
 
 Chunks, vectors and ingest state live in SQLite (the source of truth, written in one transaction
-per document); BM25 is a tantivy index beside it (``retrieval.keyword``), checked against SQLite
-when first used and brought in line for any document it is missing or holds stale; vectors are
-searched exactly with numpy. Each SQLite file's I/O runs on a dedicated thread.
+per document). BM25 is a tantivy index beside it (``retrieval.keyword``) and nearest neighbours an
+HNSW index (``retrieval.vectors``); each is checked against SQLite when first used and brought in
+line with it (after a crash between the writes). Each SQLite file's I/O runs on a dedicated thread.
 """
 
 from __future__ import annotations
@@ -14,16 +14,15 @@ import sqlite3
 import time
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from core.types import Chunk, IncidentNode, Relation, SourceDocument
 from retrieval._sqlite import SqliteWorker
-from retrieval.fusion import doc_of
 from retrieval.keyword import ChunkText, KeywordIndex, RunbookText
 from retrieval.lexical import runbook_about, runbook_names
 from retrieval.ports import Hits
+from retrieval.vectors import VectorIndex
 
 _INDEX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents(
@@ -38,25 +37,19 @@ CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(doc_id);
 _INDEX_FORMAT = 3  # 1 used SQLite FTS5 for BM25, 2 numpy over term-count blobs
 
 
-class _Snapshot(NamedTuple):
-    """What dense searches read: every chunk's id and its vector, and each document's rows."""
-
-    ids: list[str]
-    vectors: np.ndarray
-    rows: dict[str, list[int]]
-
-
 class EmbeddedChunkIndex:
-    """Chunks in SQLite, BM25 by tantivy in ``<name>.keywords/`` beside it, exact cosine search with numpy.
+    """Chunks in SQLite, BM25 by tantivy in ``<name>.keywords/`` and HNSW by usearch in ``<name>.vectors``
+    beside it; the vectors of given documents (``dense(within=…)``) are compared exactly, with numpy.
 
-    The vectors are read into memory on the first dense search after a write.
+    Another process's writes are seen by BM25 at once, by the HNSW index when this one reopens.
     """
 
     def __init__(self, path: Path) -> None:
         self._db = SqliteWorker(path, _INDEX_SCHEMA, _INDEX_FORMAT)
         self._keywords_path = path.with_name(f"{path.stem}.keywords")
         self._keywords: KeywordIndex | None = None
-        self._snapshot: _Snapshot | None = None
+        self._vectors_path = path.with_name(f"{path.stem}.vectors")
+        self._vectors: VectorIndex | None = None
 
     async def document_hashes(self, source: str | None = None) -> dict[str, str]:
         def read(conn: sqlite3.Connection) -> dict[str, str]:
@@ -75,8 +68,8 @@ class EmbeddedChunkIndex:
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         vecs = np.ascontiguousarray(vectors, dtype=np.float32)
 
-        def write(conn: sqlite3.Connection) -> None:
-            _delete_documents(conn, [doc.doc_id])
+        def write(conn: sqlite3.Connection) -> tuple[list[int], list[int]]:
+            removed = _delete_documents(conn, [doc.doc_id])
             conn.execute(
                 "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -96,18 +89,22 @@ class EmbeddedChunkIndex:
                     for c, vec in zip(chunks, vecs, strict=True)
                 ],
             )
+            rows = conn.execute("SELECT rowid FROM chunks WHERE doc_id = ? ORDER BY ordinal", (doc.doc_id,))
+            return removed, [r for (r,) in rows]
 
         keywords = await self._keyword_index()
-        await self._db.transaction(write)
-        self._snapshot = None
+        vectors_index = await self._vector_index()
+        removed, rowids = await self._db.transaction(write)
+        await asyncio.to_thread(vectors_index.replace, removed, rowids, vecs)
         texts = [ChunkText(c.chunk_id, c.context, c.text) for c in chunks]
         runbook = _runbook_text(doc.doc_id, doc.title, doc.content_hash, incidents)
         await asyncio.to_thread(keywords.replace, doc.doc_id, texts, runbook)
 
     async def remove_documents(self, doc_ids: Collection[str]) -> None:
         keywords = await self._keyword_index()
-        await self._db.transaction(lambda conn: _delete_documents(conn, list(doc_ids)))
-        self._snapshot = None
+        vectors_index = await self._vector_index()
+        removed = await self._db.transaction(lambda conn: _delete_documents(conn, list(doc_ids)))
+        await asyncio.to_thread(vectors_index.replace, removed, [], np.zeros((0, 0), dtype=np.float32))
         await asyncio.to_thread(keywords.remove, list(doc_ids))
 
     async def spelling(self, query: str) -> str:
@@ -152,32 +149,42 @@ class EmbeddedChunkIndex:
         await asyncio.to_thread(keywords.flush)
 
     async def dense(self, vector: np.ndarray, k: int, within: Collection[str] | None = None) -> Hits:
-        snapshot = await self._load()
-        query = np.asarray(vector, dtype=np.float32)
-        if within is None:
-            ids, matrix = snapshot.ids, snapshot.vectors
-        else:
-            rows = [r for doc_id in within for r in snapshot.rows.get(doc_id, ())]
-            ids, matrix = [snapshot.ids[r] for r in rows], snapshot.vectors[rows]
-        if not ids or k <= 0:
+        if k <= 0:
             return []
-        return await asyncio.to_thread(_top_k, ids, matrix, query, k)
+        query = np.asarray(vector, dtype=np.float32)
+        if within is not None:
+            return await self._db.run(lambda conn: _exact_top_k(conn, list(within), query, k))
+        vectors_index = await self._vector_index()
+        found = await asyncio.to_thread(vectors_index.search, query, k)
+        keys = [key for key, _ in found]
 
-    async def _load(self) -> _Snapshot:
-        # Two first searches may both load; each gets a complete snapshot and the last one is kept.
-        if self._snapshot is None:
+        def ids(conn: sqlite3.Connection) -> dict[int, str]:
+            sql = f"SELECT rowid, chunk_id FROM chunks WHERE rowid IN ({','.join('?' * len(keys))})"
+            return dict(conn.execute(sql, keys).fetchall())
 
-            def load(conn: sqlite3.Connection) -> _Snapshot:
-                rows = conn.execute("SELECT chunk_id, vec FROM chunks ORDER BY rowid").fetchall()
-                ids = [r[0] for r in rows]
-                vectors = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) if rows else np.zeros((0, 0))
-                by_doc: dict[str, list[int]] = {}
-                for row, chunk_id in enumerate(ids):
-                    by_doc.setdefault(doc_of(chunk_id), []).append(row)
-                return _Snapshot(ids, vectors, by_doc)
+        chunk_ids = await self._db.run(ids) if keys else {}
+        return [(chunk_ids[key], score) for key, score in found if key in chunk_ids]
 
-            self._snapshot = await self._db.run(load)
-        return self._snapshot
+    async def _vector_index(self) -> VectorIndex:
+        """The HNSW index, brought in line with SQLite's rows on first use (after a crash between the two)."""
+        if self._vectors is None:
+            vectors_index = await asyncio.to_thread(VectorIndex, self._vectors_path)
+            held = await asyncio.to_thread(vectors_index.keys)
+            stored = set(await self._db.run(lambda conn: [r for (r,) in conn.execute("SELECT rowid FROM chunks")]))
+            missing = sorted(stored - held)
+            for start in range(0, len(missing), 1000):
+                batch = missing[start : start + 1000]
+
+                def read(conn: sqlite3.Connection, batch: list[int] = batch) -> np.ndarray:
+                    sql = f"SELECT vec FROM chunks WHERE rowid IN ({','.join('?' * len(batch))}) ORDER BY rowid"
+                    return np.vstack([np.frombuffer(v, dtype=np.float32) for (v,) in conn.execute(sql, batch)])
+
+                await asyncio.to_thread(vectors_index.replace, [], batch, await self._db.run(read))
+            if held - stored:
+                await asyncio.to_thread(vectors_index.replace, held - stored, [], np.zeros((0, 0), dtype=np.float32))
+            await asyncio.to_thread(vectors_index.flush)
+            self._vectors = vectors_index
+        return self._vectors
 
     async def chunks(self, chunk_ids: Collection[str]) -> dict[str, Chunk]:
         wanted = list(chunk_ids)
@@ -218,6 +225,8 @@ class EmbeddedChunkIndex:
     async def aclose(self) -> None:
         if self._keywords is not None:
             await asyncio.to_thread(self._keywords.flush)
+        if self._vectors is not None:
+            await asyncio.to_thread(self._vectors.flush)
         await self._db.aclose()
 
 
@@ -225,12 +234,21 @@ def _runbook_text(doc_id: str, title: str, content_hash: str, incidents: Sequenc
     return RunbookText(doc_id, content_hash, runbook_names(doc_id, title, incidents), runbook_about(incidents))
 
 
-def _delete_documents(conn: sqlite3.Connection, doc_ids: list[str]) -> None:
+def _delete_documents(conn: sqlite3.Connection, doc_ids: list[str]) -> list[int]:
+    """Delete the documents (their chunks cascade); returns the rowids of the chunks deleted."""
+    removed = [r for d in doc_ids for (r,) in conn.execute("SELECT rowid FROM chunks WHERE doc_id = ?", (d,))]
     conn.executemany("DELETE FROM documents WHERE doc_id = ?", [(d,) for d in doc_ids])
+    return removed
 
 
-def _top_k(ids: list[str], matrix: np.ndarray, vector: np.ndarray, k: int) -> Hits:
-    scores = matrix @ vector
+def _exact_top_k(conn: sqlite3.Connection, doc_ids: list[str], vector: np.ndarray, k: int) -> Hits:
+    """The ``k`` chunks of ``doc_ids`` nearest ``vector``, by exact cosine."""
+    sql = f"SELECT chunk_id, vec FROM chunks WHERE doc_id IN ({','.join('?' * len(doc_ids))})"
+    rows = conn.execute(sql, doc_ids).fetchall() if doc_ids else []
+    if not rows:
+        return []
+    ids = [r[0] for r in rows]
+    scores = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) @ vector
     k = min(k, len(ids))
     top = np.argpartition(-scores, k - 1)[:k]
     top = top[np.argsort(-scores[top], kind="stable")]

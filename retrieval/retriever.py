@@ -64,10 +64,15 @@ class Retriever:
         n = self._settings.candidates
         degraded: list[str] = []
         # Misspelt words would miss in BM25 and skew the embedding; every ranking searches the correction.
-        searched = await _guard("spelling", self._index.spelling(query), degraded) or query
+        # The query is embedded meanwhile, and again only if a word was corrected.
+        async with asyncio.TaskGroup() as tg:
+            spelled = tg.create_task(_guard("spelling", self._index.spelling(query), degraded))
+            as_asked = tg.create_task(_guard("semantic search", self._embed(query), degraded))
+        searched = spelled.result() or query
+        vector = as_asked.result() if searched == query else None
         async with asyncio.TaskGroup() as tg:
             bm25 = tg.create_task(_guard("keyword search", self._index.lexical(searched, n), degraded))
-            dense = tg.create_task(_guard("semantic search", self._dense(searched, n), degraded))
+            dense = tg.create_task(_guard("semantic search", self._dense(searched, vector, n), degraded))
             names = tg.create_task(_guard("runbook names", self._index.runbooks(searched, n), degraded))
             named = tg.create_task(_guard("incident graph", self._graph.named(name_keys(searched)), degraded))
         if bm25.result() is None and dense.result() is None:
@@ -77,9 +82,10 @@ class Retriever:
         runbook = names.result() or []
         vector, dense_hits = dense.result() or (None, [])
         if vector is not None:
-            # A runbook that its keywords or names found is weighed on meaning too, though none of its
-            # chunks made the dense top n: otherwise it gets nothing from the most weighted ranking.
-            found = {doc_of(c) for c in [c for c, _ in bm25.result() or []] + named_chunks} | {d for d, _ in runbook}
+            # A runbook that its keywords or names rank high is weighed on meaning too, though none of
+            # its chunks made the dense top n: otherwise it gets nothing from the most weighted ranking.
+            keywords = list(dict.fromkeys(doc_of(c) for c, _ in bm25.result() or []))
+            found = {*keywords[:top_k], *(d for d, _ in runbook[:top_k]), *map(doc_of, named_chunks)}
             others = found - {doc_of(c) for c, _ in dense_hits}
             if others:
                 within = self._index.dense(vector, CHUNKS_PER_DOC * len(others), within=others)
@@ -153,9 +159,13 @@ class Retriever:
             Passage(chunk=found[c], score=0.0, ranks={"context": i}) for i, c in enumerate(wanted, 1) if c in found
         )
 
-    async def _dense(self, query: str, n: int) -> tuple[np.ndarray, Hits]:
-        """The query's vector and its ``n`` nearest chunks."""
-        vector = (await self._embedder.embed([query]))[0]
+    async def _embed(self, query: str) -> np.ndarray:
+        return (await self._embedder.embed([query]))[0]
+
+    async def _dense(self, query: str, vector: np.ndarray | None, n: int) -> tuple[np.ndarray, Hits]:
+        """The query's vector (``vector``, else embedded now) and its ``n`` nearest chunks."""
+        if vector is None:
+            vector = await self._embed(query)
         return vector, await self._index.dense(vector, n)
 
     async def _nodes(self, named: list[IncidentNode], passages: tuple[Passage, ...]) -> list[NodeHit]:
