@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from core.document import Block, parse
@@ -105,7 +105,7 @@ _NARRATIVE = re.compile(r"^(?:now|we|i|our|here|so|at this point|at the time|pre
 _EXPLAINS = re.compile(
     r"\b(?:can|could|may|might|will|usually|often|typically)\s+(?:happen|occur)\b|\bhappens?\s+(?:when|if)\b"
     r"|\b(?:is|are)\s+(?:often\s+|usually\s+|typically\s+|mostly\s+)?caused\s+by\b|\b(?:be|is|are)\s+(?:the\s+)?result\s+of\b"
-    r"|\bdepends\s+on\b|\bis\s+the\s+equivalent\s+of\b|\bthe\s+default\s+(?:behaviou?r|is)\b|^there\s+(?:is|are)\s+no\b"
+    r"|\bdepends?\s+on\b|\bindicates?\s+(?:that\s+)?(?:an?\s+|the\s+)?\w+|\bis\s+the\s+equivalent\s+of\b|\bthe\s+default\s+(?:behaviou?r|is)\b|^there\s+(?:is|are)\s+no\b"
     r"|\bwill\s+most\s+likely\s+be\b|\bis\s+possible\s+for\b",
     re.IGNORECASE,
 )
@@ -122,7 +122,7 @@ _ESCALATION = re.compile(
     r"|disaster recovery|(?:refer to|follow|consult)\s+(?:the\s+)?[^.]{0,80}?(?:documentation|docs|guide))\b",
     re.IGNORECASE,
 )
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`\"'(])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?<!\be\.g\.)(?<!\bi\.e\.)(?<!\bvs\.)(?<!\betc\.)\s+(?=[A-Z`\"'(])")
 _IDENT = re.compile(r"^`?[a-z][a-z0-9]*_[a-z0-9_:]+`?\b", re.IGNORECASE)
 MAX_TEXT = 300
 
@@ -262,7 +262,7 @@ def read_section(text: str, heading_path: Sequence[str] = ()) -> list[Candidate]
                 role = last.role
                 if role == "caption" and section not in ("description", "cases") and _introduces_code(last.text):
                     role = "check"
-                found[-1] = Candidate(last.text, role, last.level, last.ordered, (*last.code, block.text))
+                found[-1] = replace(last, role=role, code=(*last.code, block.text))
             heading = ""
             continue
         heading = ""

@@ -44,13 +44,23 @@ _LEXICAL_VERBS = frozenset(
     "return show fail contain exceed grow look seem appear keep respond report list use match exist work run "
     "succeed answer increase decrease rise stay remain persist happen occur include mention point reach hit "
     "lag restart crash time sit hold serve block belong depend need see cause stop start change fill spike drop "
-    "fall jump break".split()
+    "fall jump break stem indicate come originate relate affect involve require expire differ continue recover "
+    "take get reference".split()
 )
 _SENTENCE_STARTS = frozenset("the a an this that these those it its one some any all each there your our".split())
 _PRONOUN_AUX = ("are", "were", "can", "could", "will", "would", "should", "must", "may", "might")
 _HEALTHY = re.compile(r"\b(?:normal(?:ly)?|healthy|fine|ok|okay|running|ready|up|available|succeed\w*|correct)\b", re.I)
 _NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|doesn't|don't|fails?|failing)\b", re.I)
-_CLAUSE = re.compile(r",\s+(?:then\s+)?|\s+then\s+")
+# Where a condition ends and what to do begins: a comma, "then", or — unpunctuated — "you can …"/"there are …".
+_CLAUSE = re.compile(
+    r",\s+(?:then\s+)?|\s+then\s+"
+    r"|\s+(?=(?:you|we)\s+(?:can|could|should|may|might|must|need|have\s+to|will)\b|there\s+(?:are|is)\b)"
+    r"|(?<=\bthe case)\s+(?=[a-z])"
+)
+# Conditions that add nothing: the alert firing is why the engineer is here ("If this alert fires, check X");
+# "if so", "if this is the case" are the last question's.
+_ALERT_FIRES = re.compile(r"^(?:this|the)\s+alert\s+(?:fires|triggers|is\s+(?:firing|triggered|raised))$", re.I)
+_SAME_CASE = re.compile(r"^(?:so|(?:this|that)\s+is\s+the\s+case)$", re.I)
 _FIELD = re.compile(r"^\W*(?:message|summary|description)\W*:\s*", re.IGNORECASE)
 _AND_THEN = re.compile(r",?\s+(?:and|then|and then)\s+(?=[a-z])")
 _IF = re.compile(r"^(?:if|in case|should)\b", re.IGNORECASE)
@@ -201,6 +211,13 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
     condition = _CONDITION.sub("", text)
     if _IF.match(text):  # "If X, do Y": the decision guards Y; "If X, Y is likely" notes Y
         clause = _CLAUSE.split(condition, maxsplit=1)
+        if _ALERT_FIRES.match(clause[0].strip()) or _SAME_CASE.match(clause[0].strip()):
+            # "If this alert fires, check X": just a step; "If so, do Y": Y under the question before it
+            if len(clause) == 2 and first_verb(clause[1]) and role_of(clause[1], "procedure") != "reference":
+                asked = bool(drafts) and drafts[-1].kind == "decision" and _SAME_CASE.match(clause[0].strip())
+                level = drafts[-1].level + 1 if asked else cand.level
+                drafts.append(_Draft("process", imperative(clean(clause[1])), chunk, level))
+            return
         question = as_question(clause[0])
         if len(clause) == 2 and first_verb(clause[1]) and role_of(clause[1], "procedure") != "reference":
             drafts.append(_Draft("decision", question, chunk, cand.level, guards=1))

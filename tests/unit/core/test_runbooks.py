@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from core.document import Block, parse, render, split_blocks
-from core.runbooks import alert_heading, read_section, role_of, section_kind, strip_lead_in
+from core.runbooks import alert_heading, read_section, role_of, section_kind, sentences, strip_lead_in
 
 RUNBOOK = """---
 title: Disk filling up
@@ -108,10 +108,19 @@ def test_roles_are_read_from_content() -> None:
         ("Usually happens when specifying wrong pod taints or affinities.", "narrative"),
         ("It can happen under load; in this case, add a replica.", "check"),
         ("If it happens again, you can disable the exporter.", "decision"),
+        ("401 Unauthorized or 403 Forbidden errors indicate an RBAC problem.", "narrative"),
+        ("Mitigation will depend on what was found in the diagnosis section.", "narrative"),
     ],
 )
 def test_what_is_not_a_step_is_recognised(text: str, role: str) -> None:
     assert role_of(text, "procedure") == role
+
+
+def test_abbreviations_do_not_end_a_sentence() -> None:
+    assert sentences("Identify the root cause (e.g. Node pressure) and fix it. Then, i.e. Later, retry.") == [
+        "Identify the root cause (e.g. Node pressure) and fix it.",
+        "Then, i.e. Later, retry.",
+    ]
 
 
 def test_code_makes_the_line_before_it_or_the_heading_above_it_a_step() -> None:

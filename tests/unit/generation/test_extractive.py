@@ -76,6 +76,29 @@ def test_a_check_that_locates_the_fault_hands_it_on_and_a_last_question_can_reso
     assert lint(flow) == []
 
 
+def test_conditions_that_add_nothing_make_no_question() -> None:
+    text = (
+        "If this alert fires, check the Thanos Ruler queue.\n\n"
+        "- Is the queue full?\n\n- If so, raise the queue capacity.\n\n"
+        "- If the ClusterRole is absent you can recreate it from the release manifest.\n\n"
+        "- Inspect the bindings."
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
+    assert flow is not None
+    assert [(s.id, s.type, s.text) for s in flow.steps] == [
+        ("s1", "process", "Check the Thanos Ruler queue."),
+        ("s2", "decision", "Is the queue full?"),
+        ("s3", "process", "Raise the queue capacity."),
+        ("s4", "decision", "Is the ClusterRole absent?"),
+        ("s5", "process", "Recreate it from the release manifest."),
+        ("s6", "terminal", f"Inspect the bindings ({PERSISTS})"),
+    ]
+    by_id = {s.id: s for s in flow.steps}
+    assert by_id["s2"].branches is not None and (by_id["s2"].branches.yes, by_id["s2"].branches.no) == ("s3", "s4")
+    assert by_id["s4"].branches is not None and (by_id["s4"].branches.yes, by_id["s4"].branches.no) == ("s5", "s6")
+    assert lint(flow) == []
+
+
 def test_the_runbooks_escalation_sentence_is_the_terminal() -> None:
     text = (
         "1. Check the replication slots.\n\n1. Drop the stale slot.\n\n1. If that fails, escalate to the DBA on call."
