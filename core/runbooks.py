@@ -222,6 +222,9 @@ def _is_reference(text: str, bare: str) -> bool:
     return len(rest.split()) <= 2 or bool(_SEE.match(bare))
 
 
+_FINITE = re.compile(r"\s(?:is|are|was|were|can|could|will|would|should|must|has|have|does|do)\s")
+
+
 def _is_caption(bare: str) -> bool:
     """Titles, figure captions and metric descriptions ("Container_memory_usage_bytes Current …")."""
     if _IDENT.match(bare):
@@ -229,6 +232,10 @@ def _is_caption(bare: str) -> bool:
     words = [w for w in re.findall(r"[A-Za-z][\w'-]*", bare) if len(w) > 3]
     if not words or len(words) > 8 or bare.endswith((".", ":", "?")):
         return False
+    if ", " in bare and len(bare.split()) >= 6:
+        return False  # a sentence with a clause or a list of names in it ("It can originate from Prometheus, …")
+    if _FINITE.search(bare):
+        return False  # "This ClusterRole is provisioned during …": a sentence, though its names are capitalised
     capitalised = sum(w[0].isupper() for w in words)
     return bool(capitalised >= max(1.0, 0.6 * len(words)))
 

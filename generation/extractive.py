@@ -31,6 +31,7 @@ RESOLVED = "Resolved: the alert has cleared"
 ESCALATE = "Escalate to the owning team if the problem persists"
 PERSISTS = "escalate if it persists"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_ABBREVIATION = re.compile(r"\b(?:etc|e\.g|i\.e|vs|approx|[A-Z])\.$")
 _CODE = re.compile(r"`([^`]*)`")
 _CONDITION = re.compile(
     r"^(?:if|in case|should"
@@ -68,9 +69,12 @@ _COLLECTING = ("such as", "like", "e.g.", "following", "for example")
 
 
 def clean(text: str) -> str:
-    """A step as a person would say it: links as their text, code spans unquoted, no emphasis marks."""
+    """A step as a person would say it: links as their text, code spans unquoted, no emphasis marks,
+    and, as an item of a checklist, no full stop or colon at its end."""
     text = _CODE.sub(r"\1", _LINK.sub(r"\1", text)).replace("**", "")
     text = " ".join(text.split()).rstrip(":")
+    if text.endswith(".") and not text.endswith("..") and not _ABBREVIATION.search(text):
+        text = text[:-1]
     return text[:1].upper() + text[1:]
 
 

@@ -90,6 +90,8 @@ def test_roles_are_read_from_content() -> None:
     [
         ("Etcd Request Duration - 99th Percentile", "caption"),
         ("Container_memory_usage_bytes Current memory usage in bytes.", "caption"),
+        ("It can originate from Prometheus, Thanos Querier, or Thanos Ruler", "check"),
+        ("This ClusterRole is provisioned during the Cluster Logging Operator Deployment", "check"),
         ("Now we have both ends of the scraping flow covered.", "narrative"),
         ("more detailed info - [PDF](https://example.com/a.pdf)", "reference"),
         ("See [the docs](https://example.com) for more.", "reference"),

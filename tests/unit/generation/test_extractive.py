@@ -41,14 +41,14 @@ def test_conditions_become_decisions_that_guard_what_they_say_to_do() -> None:
     flow = plan_extractive(retrieval([RUNBOOK[2], RUNBOOK[0], RUNBOOK[1]]))
     assert flow is not None
     assert [(s.id, s.type, s.text) for s in flow.steps] == [
-        ("s1", "process", "Check node status with kubectl get nodes."),
+        ("s1", "process", "Check node status with kubectl get nodes"),
         ("s2", "decision", "Do you have SSH access?"),
-        ("s3", "process", "Read the kubelet logs."),
+        ("s3", "process", "Read the kubelet logs"),
         ("s4", "terminal", f"Fix the node configuration and restart the kubelet ({PERSISTS})"),
     ]
     decision = flow.steps[1]
     assert decision.branches is not None and (decision.branches.yes, decision.branches.no) == ("s3", "s4")
-    assert flow.steps[2].notes == ("The logs rotate hourly.",)  # the note qualifies the step before it
+    assert flow.steps[2].notes == ("The logs rotate hourly",)  # the note qualifies the step before it
     assert flow.see_also == ("See [the docs](https://x) for more.",)  # links are "see also", never steps
     validate(flow, {c.chunk_id for c in RUNBOOK})
     assert lint(flow) == []
@@ -86,11 +86,11 @@ def test_conditions_that_add_nothing_make_no_question() -> None:
     flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
     assert flow is not None
     assert [(s.id, s.type, s.text) for s in flow.steps] == [
-        ("s1", "process", "Check the Thanos Ruler queue."),
+        ("s1", "process", "Check the Thanos Ruler queue"),
         ("s2", "decision", "Is the queue full?"),
-        ("s3", "process", "Raise the queue capacity."),
+        ("s3", "process", "Raise the queue capacity"),
         ("s4", "decision", "Is the ClusterRole absent?"),
-        ("s5", "process", "Recreate it from the release manifest."),
+        ("s5", "process", "Recreate it from the release manifest"),
         ("s6", "terminal", f"Inspect the bindings ({PERSISTS})"),
     ]
     by_id = {s.id: s for s in flow.steps}
@@ -105,7 +105,7 @@ def test_the_runbooks_escalation_sentence_is_the_terminal() -> None:
     )
     flow = plan_extractive(retrieval([chunk(0, "Procedure", text)]))
     assert flow is not None and flow.steps[-1].type == "terminal"
-    assert flow.steps[-1].text == "If that fails, escalate to the DBA on call."
+    assert flow.steps[-1].text == "If that fails, escalate to the DBA on call"
 
 
 def test_a_file_of_many_alerts_answers_with_the_section_of_the_alert_in_question() -> None:
@@ -117,9 +117,9 @@ def test_a_file_of_many_alerts_answers_with_the_section_of_the_alert_in_question
     node = IncidentNode(name="KubeletDown", chunk_ids=(f"{doc}#1",), doc_ids=(doc,))
     flow = plan_extractive(retrieval([chunks[1], chunks[0]], (NodeHit(node=node, score=1.0, via="named"),)))
     assert flow is not None and flow.title == "KubeletDown"
-    assert [s.text for s in flow.steps] == ["Check the kubelet service.", "Restart the kubelet.", ESCALATE]
+    assert [s.text for s in flow.steps] == ["Check the kubelet service", "Restart the kubelet", ESCALATE]
     flow = plan_extractive(retrieval([chunks[0], chunks[1]]))
-    assert flow is not None and flow.steps[0].text == "Check the job with kubectl describe job."
+    assert flow is not None and flow.steps[0].text == "Check the job with kubectl describe job"
 
 
 def test_only_the_leading_document_is_used() -> None:
@@ -173,3 +173,7 @@ def test_conditions_read_as_yes_no_questions(condition: str, question: str) -> N
 def test_clean_makes_steps_readable() -> None:
     assert clean("check the **[pod](http://x)** with `kubectl   get`:") == "Check the pod with kubectl get"
     assert clean("if `cl_waiting` > 0, scale <deployment>") == "If cl_waiting > 0, scale <deployment>"
+    # A step is a checklist item: no full stop at its end, unless it ends an abbreviation.
+    assert clean("Restart the pod.") == "Restart the pod"
+    assert clean("Check the disks, memory, etc.") == "Check the disks, memory, etc."
+    assert clean("Wait...") == "Wait..."
