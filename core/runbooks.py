@@ -81,7 +81,11 @@ _DECISION = re.compile(
     r"|^(?:is|are|does|do|did|has|have|can|could|was|were|will|would)\s.+\?$",
     re.IGNORECASE,
 )
-_NOTE = re.compile(r"^(?:note|warning|caution|important|tip|info|danger|attention|heads[- ]up|nb)\b\s*[:!-]", re.I)
+_NOTE = re.compile(
+    r"^(?:note|warning|caution|important|tip|info|danger|attention|heads[- ]up|nb)\b\s*[:!-]"
+    r"|^(?:please\s+)?note\s+that\b",
+    re.I,
+)
 _LINK = re.compile(r"!?\[([^\]]*)\]\(([^)]*)\)")
 _URL = re.compile(r"https?://\S+")
 _PAST_INCIDENT = re.compile(
@@ -106,8 +110,18 @@ _EXPLAINS = re.compile(
     r"\b(?:can|could|may|might|will|usually|often|typically)\s+(?:happen|occur)\b|\bhappens?\s+(?:when|if)\b"
     r"|\b(?:is|are)\s+(?:often\s+|usually\s+|typically\s+|mostly\s+)?caused\s+by\b|\b(?:be|is|are)\s+(?:the\s+)?result\s+of\b"
     r"|\bdepends?\s+on\b|\bindicates?\s+(?:that\s+)?(?:an?\s+|the\s+)?\w+|\bis\s+the\s+equivalent\s+of\b|\bthe\s+default\s+(?:behaviou?r|is)\b|^there\s+(?:is|are)\s+no\b"
-    r"|\bwill\s+most\s+likely\s+be\b|\bis\s+possible\s+for\b",
+    r"|\bwill\s+most\s+likely\s+be\b|\bis\s+possible\s+for\b|\bshould\s+help\b",
     re.IGNORECASE,
+)
+# What the reader will see (output described): not a step, even when it says "you should".
+_SEEN = re.compile(
+    r"\bwill\s+be\s+(?:visible|shown|displayed|listed|printed)\b|\b(?:you|we)\s+(?:should|will)\s+(?:see|find|get|notice"
+    r"|expect)\b|\bsimilar\s+to\s+(?:this|the\s+following)\b|^result\s*:",
+    re.IGNORECASE,
+)
+# Setting a shell variable for the commands after it: scaffolding of the next step, not a step.
+_SETUP = re.compile(
+    r"^(?:set|export|define)\s+(?:the\s+|a\s+)?[\w$`-]+\s+(?:environment\s+|shell\s+)?variables?\b", re.I
 )
 _INSTRUCTS = re.compile(
     r"\b(?:you|we)\s+(?:can|could|should|must|may|might|need|have\s+to|will\s+need)\b|\brecommended\b"
@@ -192,9 +206,11 @@ def _role(text: str, section: SectionKind, *, item: bool, ordered: bool, quote: 
         return "reference"
     if _DECISION.match(bare) or (bare.endswith("?") and len(words) >= 3):
         return "decision"
+    if _SETUP.match(bare):
+        return "narrative"
     if (verb := first_verb(bare)) is not None:
         return "check" if verb in _CHECK_VERBS else "action"
-    if _EXPLAINS.search(bare) and not _INSTRUCTS.search(bare):
+    if (_EXPLAINS.search(bare) and not _INSTRUCTS.search(bare)) or _SEEN.search(bare):
         return "narrative"  # "This can happen if …", "Running out of inodes is often caused by …"
     if section == "procedure" and (purpose := _USED_TO.search(bare)) and (purpose[1] or purpose[2]).lower() in _VERBS:
         return "check"  # "`up == 0` can be used to check the trend"

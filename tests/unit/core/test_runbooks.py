@@ -112,6 +112,12 @@ def test_roles_are_read_from_content() -> None:
         ("If it happens again, you can disable the exporter.", "decision"),
         ("401 Unauthorized or 403 Forbidden errors indicate an RBAC problem.", "narrative"),
         ("Mitigation will depend on what was found in the diagnosis section.", "narrative"),
+        ("Note that a filesystem out of inodes may still have free space.", "note"),
+        ("Checking the alert's job label should help with this.", "narrative"),
+        ("In this case, you should expect logs like the following", "narrative"),
+        ("A list of the storage systems with their capacity will be visible.", "narrative"),
+        ("Export the NAMESPACE environment variable", "narrative"),
+        ("Set the replicas of the deployment to 3.", "action"),
     ],
 )
 def test_what_is_not_a_step_is_recognised(text: str, role: str) -> None:
