@@ -8,8 +8,11 @@ model is unreachable or its workflow stays invalid, and the answer says so.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from typing import Literal, Protocol
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, Protocol, TypeVar
 
 from core.errors import ModelUnavailable, PlanError
 from core.settings import PlannerSettings
@@ -21,6 +24,17 @@ from generation.validation import validate
 from retrieval.retriever import Retriever
 
 PlannerKind = Literal["extractive", "llm"]
+T = TypeVar("T")
+_CPU = ThreadPoolExecutor(max_workers=1, thread_name_prefix="answer-cpu")
+
+
+async def off_loop(fn: Callable[[], T]) -> T:
+    """``fn()``, pure-Python CPU work of an answer (parsing runbook sections, matching tool schemas), on
+    one thread of its own: off the event loop, which also carries Slack's acks, and one at a time. Under
+    the GIL more threads would not answer faster, only take the interpreter from the loop more often."""
+    return await asyncio.get_running_loop().run_in_executor(_CPU, fn)
+
+
 RICHNESS = (1.0, 0.75, 0.5)  # the contexts best-of-N candidates are planned from
 AGREEMENT_MARGIN = 0.05  # how far below the bar a leading runbook may score when rankings agree on it
 
@@ -96,8 +110,7 @@ class Service:
             if "abstain" in update:
                 return base.model_copy(update={"reason": f"no workflow is good enough: {update['abstain']}"})
         if workflow is None:
-            # Off the event loop (parsing runbook sections): the loop is also the path of Slack's acks.
-            workflow = await asyncio.to_thread(plan_extractive, retrieval, max_steps=self._cfg.max_steps)
+            workflow = await off_loop(functools.partial(plan_extractive, retrieval, max_steps=self._cfg.max_steps))
             update["planner"] = "extractive" if kind == "extractive" else "extractive (fallback)"
         if workflow is None:
             lead = retrieval.passages[0].chunk.doc_id

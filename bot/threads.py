@@ -9,6 +9,7 @@ or from a DM between two people), the answer goes to the command's ``response_ur
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.metrics import Metrics
 from bot.records import BotRecords
-from bot.service import Service
+from bot.service import Service, off_loop
 from bot.slack_api import CANNOT_POST, SlackApi, escaped
 from core.errors import OpsflowError
 from core.settings import SlackSettings
@@ -198,8 +199,7 @@ class ThreadService:
         known = {**entities_of(query), **asked.labels}
         if answer.workflow is not None:
             chunks = {p.chunk.chunk_id: p.chunk for p in retrieval.passages}
-            # Off the event loop (validating against every tool's schema): the loop is the acks' path.
-            workflow = await asyncio.to_thread(attach_actions, answer.workflow, chunks, self._tools, known)
+            workflow = await off_loop(functools.partial(attach_actions, answer.workflow, chunks, self._tools, known))
             answer = answer.model_copy(update={"workflow": workflow})
         interaction = await self._records.add_interaction(
             Interaction(

@@ -39,6 +39,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from core.errors import BackendUnavailable
 
 T = TypeVar("T")
+POOL_SIZE = 12  # connections kept open per process
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):
@@ -186,7 +187,9 @@ class RecordStore:
             if self._sessions is None:
                 if self.url.startswith("sqlite:///"):
                     Path(self.url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-                self._engine = create_engine(self.url, pool_pre_ping=True)
+                # Room for every thread that may hold a connection at once (the default pool's, the bot's inbox
+                # writers'): past ``pool_size`` each transaction opens and closes a connection of its own.
+                self._engine = create_engine(self.url, pool_pre_ping=True, pool_size=POOL_SIZE)
                 if self._engine.dialect.name == "sqlite":
                     event.listen(self._engine, "connect", _sqlite_pragmas)
                 with self._engine.begin() as connection:

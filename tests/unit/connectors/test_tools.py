@@ -100,6 +100,7 @@ def test_tool_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch
 def test_read_command_allowlist(argv: list[str], allowed: bool) -> None:
     spec = catalogue(ToolSettings())["command"]
     assert (spec.problem({"argv": argv}) is None) is allowed
+    assert spec.accepts({"argv": argv}) is allowed  # the quick check the catalogue match uses agrees
 
 
 @pytest.mark.parametrize(
@@ -114,6 +115,7 @@ def test_read_command_allowlist(argv: list[str], allowed: bool) -> None:
 def test_write_command_allowlist(argv: list[str], allowed: bool) -> None:
     spec = catalogue(ToolSettings())["write_command"]
     assert (spec.problem({"argv": argv}) is None) is allowed
+    assert spec.accepts({"argv": argv}) is allowed  # the quick check the catalogue match uses agrees
 
 
 # -- refusals ----------------------------------------------------------------------------------
