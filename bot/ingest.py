@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from connectors.documents import content_hash, list_documents, parse_document, read_bytes
 from core.errors import DocumentError
 from core.runbooks import why_no_procedure
+from core.types import SourceDocument
 from retrieval.knowledge import GraphReport, KnowledgeBuilder
 
 
@@ -43,6 +44,9 @@ class IngestReport:
         return {**asdict(self), "partial": self.partial}
 
 
+EMBED_BATCH = 16  # documents parsed before their chunks are embedded together (about 80 chunks)
+
+
 class Progress(Protocol):
     """Told how many files there are, then once per file handled."""
 
@@ -65,6 +69,7 @@ async def ingest(
     for listing in listings:
         report.ignored.extend(listing.ignored)
         from_here = await builder.known(listing.source)
+        batch: list[SourceDocument] = []
         for file in listing.files:
             if progress:
                 progress.advance(file.doc_id)
@@ -73,20 +78,34 @@ async def ingest(
                 if known.get(file.doc_id) == content_hash(raw):
                     report.unchanged += 1
                     continue
-                doc = await asyncio.to_thread(parse_document, file, raw)
-                report.chunks += await builder.add(doc)
-                if reason := why_no_procedure([(s.heading_path, s.text) for s in doc.sections]):
-                    report.no_procedure.append((file.doc_id, reason))
+                batch.append(await asyncio.to_thread(parse_document, file, raw))
             except DocumentError as exc:
                 report.failed.append((file.doc_id, exc.reason))
-                continue
             except OSError as exc:
                 report.failed.append((file.doc_id, f"unreadable ({exc.strerror or exc})"))
-                continue
-            (report.changed if file.doc_id in known else report.added).append(file.doc_id)
+            if len(batch) >= EMBED_BATCH:
+                await _add(batch, builder, known, report)
+                batch = []
+        await _add(batch, builder, known, report)
         gone = sorted(set(from_here) - {f.doc_id for f in listing.files})
         await builder.remove(gone)
         report.removed.extend(gone)
     report.graph = await builder.refresh_graph()
     report.seconds = time.perf_counter() - started
     return report
+
+
+async def _add(
+    docs: list[SourceDocument], builder: KnowledgeBuilder, known: dict[str, str], report: IngestReport
+) -> None:
+    """Store parsed documents (their chunks embedded together) and report each."""
+    if not docs:
+        return
+    for doc, chunks in zip(docs, await builder.add(docs), strict=True):
+        if not chunks:
+            report.failed.append((doc.doc_id, "no text"))
+            continue
+        report.chunks += chunks
+        if reason := why_no_procedure([(s.heading_path, s.text) for s in doc.sections]):
+            report.no_procedure.append((doc.doc_id, reason))
+        (report.changed if doc.doc_id in known else report.added).append(doc.doc_id)

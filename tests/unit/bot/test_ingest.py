@@ -123,3 +123,15 @@ async def test_a_killed_ingest_leaves_whole_documents_and_resumes(settings: Sett
     assert len(report.added) == 200 - written and report.unchanged == written
     assert counts["documents"] == 200 and counts["nodes"] == 200
     assert index_is_consistent(db)[0] == 200
+
+
+async def test_chunks_embedded_together_keep_their_own_vectors(settings: Settings, sample_copy: Path) -> None:
+    from retrieval.knowledge import embedding_text
+
+    await run_ingest(settings, sample_copy)  # one batch: every document's chunks in one embedding call
+    async with open_knowledge(settings) as kb:
+        ids = [f"{doc}#0" for doc in ("database/PostgresTooManyConnections.md", "kubernetes/KubePodCrashLooping.md")]
+        for chunk in (await kb.index.chunks(ids)).values():
+            vector = (await kb.embedder.embed([embedding_text(chunk)]))[0]
+            (found, cosine), *_ = await kb.index.dense(vector, 1)
+            assert found == chunk.chunk_id and cosine > 0.999
