@@ -70,6 +70,7 @@ async def ingest(
         report.ignored.extend(listing.ignored)
         from_here = await builder.known(listing.source)
         batch: list[SourceDocument] = []
+        storing: asyncio.Task[None] | None = None
         for file in listing.files:
             if progress:
                 progress.advance(file.doc_id)
@@ -84,8 +85,13 @@ async def ingest(
             except OSError as exc:
                 report.failed.append((file.doc_id, f"unreadable ({exc.strerror or exc})"))
             if len(batch) >= EMBED_BATCH:
-                await _add(batch, builder, known, report)
+                # The next documents are read and parsed while these are embedded and stored.
+                if storing:
+                    await storing
+                storing = asyncio.create_task(_add(batch, builder, known, report))
                 batch = []
+        if storing:
+            await storing
         await _add(batch, builder, known, report)
         gone = sorted(set(from_here) - {f.doc_id for f in listing.files})
         await builder.remove(gone)

@@ -85,8 +85,9 @@ class OnnxEmbedder:
     def _encode(self, texts: list[str]) -> np.ndarray:
         self._load()
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        # Similar lengths pad less; small batches measured faster on 2 cores (34 vs 27 chunks/s at 32).
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # Similar token counts pad less; small batches measured faster on 2 cores (34 vs 27 chunks/s at 32).
+        encoded = self._tokenizer.encode_batch(texts)
+        order = sorted(range(len(texts)), key=lambda i: sum(encoded[i].attention_mask))
         for start in range(0, len(order), self._batch_size):
             batch = order[start : start + self._batch_size]
             encodings = self._tokenizer.encode_batch([texts[i] for i in batch])
