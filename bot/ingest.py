@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from connectors.documents import content_hash, list_documents, parse_document, read_bytes
 from core.errors import DocumentError
-from core.runbooks import why_no_procedure
 from core.types import SourceDocument
+from retrieval.incidents import no_procedure
 from retrieval.knowledge import GraphReport, KnowledgeBuilder
 
 
@@ -112,6 +112,6 @@ async def _add(
             report.failed.append((doc.doc_id, "no text"))
             continue
         report.chunks += chunks
-        if reason := why_no_procedure([(s.heading_path, s.text) for s in doc.sections]):
+        if reason := no_procedure(doc):  # cached: the extractor asked it first
             report.no_procedure.append((doc.doc_id, reason))
         (report.changed if doc.doc_id in known else report.added).append(doc.doc_id)

@@ -43,9 +43,9 @@ def aliases_of(doc: SourceDocument) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=256)
-def has_procedure(doc: SourceDocument) -> bool:
-    """A document in which at least one step was found, in any section."""
-    return why_no_procedure([(s.heading_path, s.text) for s in doc.sections]) is None
+def no_procedure(doc: SourceDocument) -> str | None:
+    """Why no step was found in any section of ``doc`` (what was found instead), or None if one was."""
+    return why_no_procedure([(s.heading_path, s.text) for s in doc.sections])
 
 
 @lru_cache(maxsize=256)
@@ -69,7 +69,7 @@ class StructuralExtractor:
     """Fills the five fields from the runbook's candidates; emits nothing for documents without a procedure."""
 
     async def extract(self, doc: SourceDocument, chunk: Chunk) -> list[IncidentNode]:
-        if not has_procedure(doc):
+        if no_procedure(doc):
             return []
         alert = alert_heading(chunk.heading_path)
         if alert is None and documents_many_alerts(doc):
