@@ -331,13 +331,21 @@ def _candidates(block: Block, section: SectionKind) -> list[Candidate]:
         if labelled and role in ("narrative", "description", "caption"):
             role = "action"  # "+ *Action*: …" says what it is
         return [Candidate(text[:MAX_TEXT], role, block.level, block.ordered)]
-    found = []
+    found: list[Candidate] = []
     for sentence in sentences(block.text):
         if (main := _TO_DO.match(sentence)) is not None and first_verb(main.group(1)):
             sentence = main.group(1)  # "To fix this, restart X" → "restart X"
         role = role_of(sentence, section, quote=block.info if block.kind == "quote" else "")
+        if role == "check" and found and found[-1].role in ("check", "action", "note") and not _instructs(sentence):
+            role = "note"  # "Determine which component fired. It can originate from …": what the step needs to know
         found.append(Candidate(sentence[:MAX_TEXT], role, block.level))
     return found
+
+
+def _instructs(sentence: str) -> bool:
+    """Whether a sentence says what to do: an instruction, a question or condition, a check a query serves."""
+    bare = _LEAD_IN.sub("", _LINK.sub(r"\1", sentence).strip().strip("*_").strip())
+    return first_verb(bare) is not None or bool(_DECISION.match(bare)) or bool(_USED_TO.search(bare))
 
 
 def strip_lead_in(text: str) -> str:

@@ -124,6 +124,20 @@ def test_what_is_not_a_step_is_recognised(text: str, role: str) -> None:
     assert role_of(text, "procedure") == role
 
 
+def test_what_a_paragraph_says_after_its_step_qualifies_that_step() -> None:
+    text = (
+        "Determine which component triggered the alert. It can originate from Prometheus or Thanos Ruler. "
+        "Then inspect its logs.\n\nThe exporter runs SQL on the local instance."
+    )
+    found = read_section(text, ("Diagnosis",))
+    assert [(c.text, c.role) for c in found] == [
+        ("Determine which component triggered the alert.", "check"),
+        ("It can originate from Prometheus or Thanos Ruler.", "note"),
+        ("Then inspect its logs.", "check"),
+        ("The exporter runs SQL on the local instance.", "check"),  # a paragraph of its own: a step
+    ]
+
+
 def test_abbreviations_do_not_end_a_sentence() -> None:
     assert sentences("Identify the root cause (e.g. Node pressure) and fix it. Then, i.e. Later, retry.") == [
         "Identify the root cause (e.g. Node pressure) and fix it.",
