@@ -110,7 +110,8 @@ _EXPLAINS = re.compile(
     r"\b(?:can|could|may|might|will|usually|often|typically)\s+(?:happen|occur)\b|\bhappens?\s+(?:when|if)\b"
     r"|\b(?:is|are)\s+(?:often\s+|usually\s+|typically\s+|mostly\s+)?caused\s+by\b|\b(?:be|is|are)\s+(?:the\s+)?result\s+of\b"
     r"|\bdepends?\s+on\b|\bindicates?\s+(?:that\s+)?(?:an?\s+|the\s+)?\w+|\bis\s+the\s+equivalent\s+of\b|\bthe\s+default\s+(?:behaviou?r|is)\b|^there\s+(?:is|are)\s+no\b"
-    r"|\bwill\s+most\s+likely\s+be\b|\bis\s+possible\s+for\b|\bshould\s+help\b",
+    r"|\bwill\s+most\s+likely\s+be\b|\bis\s+possible\s+for\b|\bshould\s+help\b"
+    r"|^(?:the\s+)?(?:most\s+(?:common|likely)\s+)?causes?\s*(?::|can\b|could\b|might\b|may\b|is\b|are\b)",
     re.IGNORECASE,
 )
 # What the reader will see (output described): not a step, even when it says "you should".
@@ -121,7 +122,9 @@ _SEEN = re.compile(
 )
 # Setting a shell variable for the commands after it: scaffolding of the next step, not a step.
 _SETUP = re.compile(
-    r"^(?:set|export|define)\s+(?:the\s+|a\s+)?[\w$`-]+\s+(?:environment\s+|shell\s+)?variables?\b", re.I
+    r"^(?:set|export|define)\s+(?:the\s+|a\s+)?[\w$`-]+\s+(?:environment\s+|shell\s+)?variables?\b"
+    r"|\b(?:replace|substitute)\s+(?:the\s+)?`?\$?\w+`?\s+(?:variable|placeholder)\b",
+    re.I,
 )
 _INSTRUCTS = re.compile(
     r"\b(?:you|we)\s+(?:can|could|should|must|may|might|need|have\s+to|will\s+need)\b|\brecommended\b"

@@ -117,6 +117,9 @@ def test_roles_are_read_from_content() -> None:
         ("In this case, you should expect logs like the following", "narrative"),
         ("A list of the storage systems with their capacity will be visible.", "narrative"),
         ("Export the NAMESPACE environment variable", "narrative"),
+        ("For the following command, replace the $DAEMONPOD variable with your pod's name.", "narrative"),
+        ("Cause: Requests hitting rate-limits", "narrative"),
+        ("The cause can be on either the Prometheus side or the remote side.", "narrative"),
         ("Set the replicas of the deployment to 3.", "action"),
     ],
 )
