@@ -209,7 +209,7 @@ def _role(text: str, section: SectionKind, *, item: bool, ordered: bool, quote: 
         return "reference"
     if _DECISION.match(bare) or (bare.endswith("?") and len(words) >= 3):
         return "decision"
-    if _SETUP.match(bare):
+    if _SETUP.search(bare):
         return "narrative"
     if (verb := first_verb(bare)) is not None:
         return "check" if verb in _CHECK_VERBS else "action"
