@@ -273,6 +273,7 @@ def read_section(text: str, heading_path: Sequence[str] = ()) -> list[Candidate]
     section = section_kind(heading_path)
     found: list[Candidate] = []
     heading = heading_path[-1] if heading_path else ""  # the heading nothing has been read under yet
+    consequences: int | None = None  # the level of a list of what may happen ("Continuing to use runc may:")
     for block in parse(text).blocks:
         if block.kind == "heading":
             heading = block.text
@@ -292,6 +293,10 @@ def read_section(text: str, heading_path: Sequence[str] = ()) -> list[Candidate]
             heading = ""
             continue
         heading = ""
+        if block.kind == "item" and consequences is not None and block.level >= consequences:
+            found.append(Candidate(block.text[:MAX_TEXT], "description", block.level, block.ordered))
+            continue
+        consequences = block.level if block.kind == "paragraph" and _CONSEQUENCES.search(block.text) else None
         found.extend(_candidates(block, section))
     return found
 
@@ -311,6 +316,8 @@ def _introduces_code(text: str) -> bool:
     return len(words) >= 4 and not _is_caption(bare.rstrip(":"))
 
 
+# "Continuing to use runc may:", "This alert will:": the list after it says what happens, not what to do.
+_CONSEQUENCES = re.compile(r"\b(?:may|might|can|could|will|would)(?:\s+(?:also|then|eventually))?\s*:\s*$", re.I)
 _STEP_LABEL = re.compile(r"^(?:step\s*)?\d+\s*[.:)-]?\s*|^step\s*[.:)-]?\s*", re.IGNORECASE)
 
 

@@ -141,6 +141,19 @@ def test_what_a_paragraph_says_after_its_step_qualifies_that_step() -> None:
     ]
 
 
+def test_a_list_of_what_may_happen_is_no_procedure() -> None:
+    text = (
+        "Continuing to use runc may:\n\n- Block future cluster upgrades\n- Prevent access to newer features\n\n"
+        "Check the runtime."
+    )
+    found = read_section(text, ("Diagnosis",))
+    assert [(c.text, c.role) for c in found][1:] == [
+        ("Block future cluster upgrades", "description"),
+        ("Prevent access to newer features", "description"),
+        ("Check the runtime.", "check"),
+    ]
+
+
 def test_abbreviations_do_not_end_a_sentence() -> None:
     assert sentences("Identify the root cause (e.g. Node pressure) and fix it. Then, i.e. Later, retry.") == [
         "Identify the root cause (e.g. Node pressure) and fix it.",
