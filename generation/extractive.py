@@ -5,7 +5,8 @@ runbook's procedure (for a file documenting many alerts, the section of the aler
 with ``core.runbooks``: checks and actions become process steps, conditions and questions become
 yes/no decisions whose *yes* leads to what they guard and whose *no* skips it, notes are attached
 to their step, links and past incidents become "see also", and the workflow ends in the runbook's
-escalation sentence or a resolved/escalate terminal. Every step cites the chunk it came from.
+escalation sentence, else in its last step with "(escalate if it persists)", else in a resolved/escalate
+terminal. Steps read as checklist items (no full stop). Every step cites the chunk it came from.
 """
 
 from __future__ import annotations
