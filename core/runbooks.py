@@ -6,9 +6,11 @@ that are neither imperative nor questions. Every candidate gets a role:
 
 * ``check`` / ``action``: a step (reading the system / changing it);
 * ``decision``: a question or condition ("If …", "Check whether …", "Do you see …?");
-* ``note``: a ``Note:``/``Warning:`` line or admonition, attached to the step it qualifies;
+* ``note``: a ``Note:``/``Warning:`` line or admonition, or a sentence that follows a step in its
+  paragraph without saying what to do ("It can originate from …"), attached to the step it qualifies;
 * ``reference``: links and past incidents, shown as "see also";
-* ``narrative`` / ``caption`` / ``description``: left out of the workflow.
+* ``narrative`` / ``caption`` / ``description``: left out of the workflow (explanations of why
+  something happens, output described, setting shell variables, lists of what may happen).
 
 Shared by the knowledge-base extractor (retrieval) and the extractive planner (generation), which
 must read a runbook the same way. No I/O.
