@@ -2,9 +2,10 @@
 
 SQLite keeps every vector (the source of truth); this index only makes the nearest-neighbour search
 sub-linear: at 100k chunks an exact numpy scan reads 150 MB per query (about 10 ms here), a usearch
-HNSW search about 0.5 ms at 0.997 recall@10 (../shared/notes/libraries.md). Its file is saved every
-``SAVE_EVERY`` writes and on ``flush``; after a crash in between, the owner brings it in line with
-SQLite when it is opened (``keys`` against the stored rowids).
+HNSW search about 0.5 ms at 0.997 recall@10 (../shared/notes/libraries.md). Its file (160 MB at 100k
+chunks) is saved on ``flush`` only, when an ingest or the process ends: other processes read it only
+when they open it. After a crash before the save, the owner brings it in line with SQLite when it is
+opened (``keys`` against the stored rowids).
 
 Method: Malkov & Yashunin, "Efficient and robust approximate nearest neighbor search using
 Hierarchical Navigable Small World graphs" (2016), as implemented by usearch.
@@ -27,8 +28,6 @@ _GRAPH = {"connectivity": 16, "expansion_add": 128, "expansion_search": 128}
 
 class VectorIndex:
     """Inner-product HNSW over L2-normalised float32 vectors; thread-safe, blocking calls."""
-
-    SAVE_EVERY = 256
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -58,8 +57,6 @@ class VectorIndex:
             if len(keys):
                 self._index.add(np.fromiter(keys, dtype=np.uint64), np.ascontiguousarray(vectors, dtype=np.float32))
             self._unsaved += 1
-            if self._unsaved >= self.SAVE_EVERY:
-                self._save()
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """At most ``k`` (key, cosine) pairs, best first (approximate: HNSW)."""
@@ -73,12 +70,8 @@ class VectorIndex:
     def flush(self) -> None:
         """Save what was written since the last save."""
         with self._lock:
-            if self._unsaved:
-                self._save()
-
-    def _save(self) -> None:
-        assert self._index is not None
-        partial = self._path.with_suffix(".partial")
-        self._index.save(str(partial))
-        os.replace(partial, self._path)  # readers of the file never see half of it
-        self._unsaved = 0
+            if self._unsaved and self._index is not None:
+                partial = self._path.with_suffix(".partial")
+                self._index.save(str(partial))
+                os.replace(partial, self._path)  # readers of the file never see half of it
+                self._unsaved = 0
