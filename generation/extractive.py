@@ -55,7 +55,7 @@ _HEALTHY = re.compile(r"\b(?:normal(?:ly)?|healthy|fine|ok|okay|running|ready|up
 _NEGATED = re.compile(r"\b(?:not|no|never|isn't|aren't|doesn't|don't|fails?|failing)\b", re.I)
 # Where a condition ends and what to do begins: a comma, "then", or — unpunctuated — "you can …"/"there are …".
 _CLAUSE = re.compile(
-    r",\s+(?:then\s+)?|\s+then\s+"
+    r",\s+(?:then\s+)?|\s+then\s+|:\s+(?=[A-Z])"
     r"|\s+(?=(?:you|we)\s+(?:can|could|should|may|might|must|need|have\s+to|will)\b|there\s+(?:are|is)\b)"
     r"|(?<=\bthe case)\s+(?=[a-z])"
 )
@@ -111,6 +111,8 @@ def as_question(condition: str) -> str:
         return _sentence(["are", "you", *words]) + "?"
     if words[0].lower() in ("not", "already", "still") or words[0].lower().endswith("ed"):
         return _sentence(["is", "it", *words]) + "?"  # "not already installed" → "Is it not already installed?"
+    if len(words) <= 2:  # "CrashLoopBackOff", "node-related": what it is
+        return _sentence(["is", "it", *words]) + "?"
     return "Is it so that " + " ".join(words) + "?"
 
 

@@ -81,6 +81,7 @@ def test_conditions_that_add_nothing_make_no_question() -> None:
         "If this alert fires, check the Thanos Ruler queue.\n\n"
         "- Is the queue full?\n\n- If so, raise the queue capacity.\n\n"
         "- If the ClusterRole is absent you can recreate it from the release manifest.\n\n"
+        "- If OOMKilled: Raise the memory limit.\n\n"
         "- Inspect the bindings."
     )
     flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
@@ -91,11 +92,14 @@ def test_conditions_that_add_nothing_make_no_question() -> None:
         ("s3", "process", "Raise the queue capacity"),
         ("s4", "decision", "Is the ClusterRole absent?"),
         ("s5", "process", "Recreate it from the release manifest"),
-        ("s6", "terminal", f"Inspect the bindings ({PERSISTS})"),
+        ("s6", "decision", "Is it OOMKilled?"),
+        ("s7", "process", "Raise the memory limit"),
+        ("s8", "terminal", f"Inspect the bindings ({PERSISTS})"),
     ]
     by_id = {s.id: s for s in flow.steps}
     assert by_id["s2"].branches is not None and (by_id["s2"].branches.yes, by_id["s2"].branches.no) == ("s3", "s4")
     assert by_id["s4"].branches is not None and (by_id["s4"].branches.yes, by_id["s4"].branches.no) == ("s5", "s6")
+    assert by_id["s6"].branches is not None and (by_id["s6"].branches.yes, by_id["s6"].branches.no) == ("s7", "s8")
     assert lint(flow) == []
 
 
@@ -164,6 +168,8 @@ def test_a_runbook_without_steps_or_description_gives_no_workflow() -> None:
         ("the health check returns 503", "Does the health check return 503?"),
         ("the error rates look normal", "Do the error rates look normal?"),
         ("a pod cannot unmount storage", "Can a pod not unmount storage?"),
+        ("CrashLoopBackOff", "Is it CrashLoopBackOff?"),
+        ("the issue stems from expired credentials", "Does the issue stem from expired credentials?"),
     ],
 )  # fmt: skip
 def test_conditions_read_as_yes_no_questions(condition: str, question: str) -> None:
