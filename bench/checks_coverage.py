@@ -45,7 +45,8 @@ async def run(data_dir: Path) -> dict[str, Any]:
     settings = Settings(data_dir=data_dir, tools=ToolSettings(prometheus_url=PROMETHEUS), _env_file=None)
     tools = {name: spec for name, spec in catalogue(settings.tools).items() if name != HTTP_PROBE}
     cases = load_cases(SHARED_BENCH / "cases.dev.jsonl")
-    rows, failed = [], []
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
     async with open_knowledge(settings) as kb:
         await ingest([SHARED_BENCH / "corpus"], kb.builder, max_bytes=settings.ingest.max_document_bytes)
         for case in cases:
