@@ -51,7 +51,14 @@ def abstention(retrieval: Retrieval, cfg: PlannerSettings) -> str | None:
     lead = retrieval.passages[0].chunk.doc_id
     best = retrieval.best("dense", lead)
     # Independent rankings agreeing on the lead (two or more rank it first) lower the bar a little.
-    firsts = {name for p in retrieval.passages if p.chunk.doc_id == lead for name, rank in p.ranks.items() if rank == 1}
+    # ("context" is no ranking: it numbers the lead runbook's other chunks, added after ranking.)
+    firsts = {
+        name
+        for p in retrieval.passages
+        if p.chunk.doc_id == lead
+        for name, rank in p.ranks.items()
+        if rank == 1 and name != "context"
+    }
     bar = cfg.abstain_below - (AGREEMENT_MARGIN if len(firsts) >= 2 else 0.0)
     if best < bar and not any(h.via == "named" for h in retrieval.nodes):
         return f"the nearest runbook, {lead}, scores {best:.2f} (answers need {bar:.2f})"

@@ -152,17 +152,14 @@ class EmbeddedChunkIndex:
         if k <= 0:
             return []
         query = np.asarray(vector, dtype=np.float32)
-        if within is not None:
-            return await self._db.run(lambda conn: _exact_top_k(conn, list(within), query, k))
         vectors_index = await self._vector_index()
-        found = await asyncio.to_thread(vectors_index.search, query, k)
-        keys = [key for key, _ in found]
-
-        def ids(conn: sqlite3.Connection) -> dict[int, str]:
-            sql = f"SELECT rowid, chunk_id FROM chunks WHERE rowid IN ({','.join('?' * len(keys))})"
-            return dict(conn.execute(sql, keys).fetchall())
-
-        chunk_ids = await self._db.run(ids) if keys else {}
+        if within is None:
+            found = await asyncio.to_thread(vectors_index.search, query, k)
+            chunk_ids = await self._db.run(lambda conn: _chunk_ids(conn, [key for key, _ in found]))
+        else:  # exact, over the stored vectors of these documents' chunks
+            chunk_ids = await self._db.run(lambda conn: _rows_of(conn, list(within)))
+            found = await asyncio.to_thread(vectors_index.score, query, list(chunk_ids))
+            found = sorted(found, key=lambda hit: -hit[1])[:k]
         return [(chunk_ids[key], score) for key, score in found if key in chunk_ids]
 
     async def _vector_index(self) -> VectorIndex:
@@ -241,18 +238,15 @@ def _delete_documents(conn: sqlite3.Connection, doc_ids: list[str]) -> list[int]
     return removed
 
 
-def _exact_top_k(conn: sqlite3.Connection, doc_ids: list[str], vector: np.ndarray, k: int) -> Hits:
-    """The ``k`` chunks of ``doc_ids`` nearest ``vector``, by exact cosine."""
-    sql = f"SELECT chunk_id, vec FROM chunks WHERE doc_id IN ({','.join('?' * len(doc_ids))})"
-    rows = conn.execute(sql, doc_ids).fetchall() if doc_ids else []
-    if not rows:
-        return []
-    ids = [r[0] for r in rows]
-    scores = np.vstack([np.frombuffer(r[1], dtype=np.float32) for r in rows]) @ vector
-    k = min(k, len(ids))
-    top = np.argpartition(-scores, k - 1)[:k]
-    top = top[np.argsort(-scores[top], kind="stable")]
-    return [(ids[i], float(scores[i])) for i in top]
+def _chunk_ids(conn: sqlite3.Connection, rowids: list[int]) -> dict[int, str]:
+    sql = f"SELECT rowid, chunk_id FROM chunks WHERE rowid IN ({','.join('?' * len(rowids))})"
+    return dict(conn.execute(sql, rowids).fetchall()) if rowids else {}
+
+
+def _rows_of(conn: sqlite3.Connection, doc_ids: list[str]) -> dict[int, str]:
+    """rowid → chunk_id of every chunk of ``doc_ids``."""
+    sql = f"SELECT rowid, chunk_id FROM chunks WHERE doc_id IN ({','.join('?' * len(doc_ids))})"
+    return dict(conn.execute(sql, doc_ids).fetchall()) if doc_ids else {}
 
 
 _GRAPH_FORMAT = 1

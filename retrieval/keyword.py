@@ -23,11 +23,13 @@ import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import tantivy
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
+from spellchecker import SpellChecker
 from tantivy import Occur, Query
 
 from core.errors import RetrievalUnavailable
@@ -69,6 +71,12 @@ def _schema() -> tantivy.Schema:
         builder.add_text_field(field, tokenizer_name="whitespace", index_option="freq")
     builder.add_text_field("words", tokenizer_name="whitespace", index_option="basic")
     return builder.build()
+
+
+@lru_cache(maxsize=1)
+def _english() -> SpellChecker:
+    """pyspellchecker's English word list (160k words; loads in about 0.5 s, once)."""
+    return SpellChecker(language="en", distance=1)
 
 
 def _words(text: str) -> str:
@@ -160,7 +168,8 @@ class KeywordIndex:
 
         Edits are optimal-string-alignment distance (swapping two neighbours is one edit), so
         "migarted" becomes "migrated". The first letter is kept because typos rarely hit it, and it
-        keeps the candidates few. Words under ``MIN_SPELLED`` letters and stop words are left alone."""
+        keeps the candidates few. Words under ``MIN_SPELLED`` letters, stop words and words of
+        pyspellchecker's English dictionary are left alone."""
         if self._pending:
             self.flush()
         searcher = self._index.searcher()
@@ -170,6 +179,8 @@ class KeywordIndex:
             if len(word) < MIN_SPELLED or word in STOP_WORDS or searcher.doc_freq("words", word):
                 return match.group(0)
             if any(searcher.doc_freq("body", stem) for stem in index_terms(word)):  # another form of a known word
+                return match.group(0)
+            if _english().known([word]):  # a real word no runbook uses ("sealed") is no typo of one that does
                 return match.group(0)
             known = [w for w, _ in searcher.terms_with_prefix("words", word[0])]  # most frequent first
             best = process.extractOne(word, known, scorer=OSA.distance, score_cutoff=1 if len(word) < 8 else 2)

@@ -67,6 +67,18 @@ class VectorIndex:
         # usearch's inner-product distance is 1 - dot.
         return [(int(key), 1.0 - float(d)) for key, d in zip(found.keys, found.distances, strict=True)]
 
+    def score(self, vector: np.ndarray, keys: Collection[int]) -> list[tuple[int, float]]:
+        """(key, exact cosine) of each of ``keys`` held, from the stored vectors, in ``keys`` order."""
+        with self._lock:
+            if self._index is None or not keys:
+                return []
+            stored = self._index.get(np.fromiter(keys, dtype=np.uint64))
+        held = [(key, v) for key, v in zip(keys, stored, strict=True) if v is not None]
+        if not held:
+            return []
+        scores = np.vstack([v for _, v in held]) @ np.asarray(vector, dtype=np.float32)
+        return [(key, float(s)) for (key, _), s in zip(held, scores, strict=True)]
+
     def flush(self) -> None:
         """Save what was written since the last save."""
         with self._lock:

@@ -128,3 +128,9 @@ def test_an_index_of_an_older_schema_is_dropped_for_a_rebuild(tmp_path: Path) ->
     assert index.runbook_hashes() == {}
     put(index, "a", ("Disk", "disk full"))
     assert index.search_chunks("disk", 5)[0][0] == "a#0"
+
+
+def test_a_real_word_no_runbook_uses_is_no_typo_of_one_that_does(index: KeywordIndex) -> None:
+    put(index, "a", ("Scaling", "the deployment was scaled down"))
+    assert index.spelling("vault is sealed") == "vault is sealed"  # one edit from "scaled", but English
+    assert index.spelling("it was scalde") == "it was scaled"

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from retrieval.embedded import EmbeddedChunkIndex
 from retrieval.vectors import VectorIndex
@@ -78,3 +79,13 @@ async def test_a_lost_or_stale_vector_file_is_brought_in_line_with_sqlite(tmp_pa
     index = EmbeddedChunkIndex(tmp_path / "index.sqlite")
     assert (await index.dense(unit(3), 1))[0][0] == "b.md#0"
     await index.aclose()
+
+
+def test_scores_of_given_keys_are_exact_cosines_and_unknown_keys_are_left_out(tmp_path: Path) -> None:
+    vectors = _unit_rows(20)
+    index = VectorIndex(tmp_path / "v")
+    index.replace([], range(20), vectors)
+    scored = index.score(vectors[5], [7, 5, 99])
+    assert [k for k, _ in scored] == [7, 5]
+    assert scored[1][1] == pytest.approx(1.0, abs=1e-5)
+    assert scored[0][1] == pytest.approx(float(vectors[7] @ vectors[5]), abs=1e-5)
