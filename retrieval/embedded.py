@@ -50,6 +50,7 @@ class EmbeddedChunkIndex:
         self._keywords: KeywordIndex | None = None
         self._vectors_path = path.with_name(f"{path.stem}.vectors")
         self._vectors: VectorIndex | None = None
+        self._opening = asyncio.Lock()  # concurrent first uses open and reconcile each index once
 
     async def document_hashes(self, source: str | None = None) -> dict[str, str]:
         def read(conn: sqlite3.Connection) -> dict[str, str]:
@@ -121,10 +122,11 @@ class EmbeddedChunkIndex:
 
     async def _keyword_index(self) -> KeywordIndex:
         """The keyword index, brought in line with SQLite on first use (after a crash between the two)."""
-        if self._keywords is None:
-            keywords = await asyncio.to_thread(KeywordIndex, self._keywords_path)
-            await self._reconcile(keywords)
-            self._keywords = keywords
+        async with self._opening:
+            if self._keywords is None:
+                keywords = await asyncio.to_thread(KeywordIndex, self._keywords_path)
+                await self._reconcile(keywords)
+                self._keywords = keywords
         return self._keywords
 
     async def _reconcile(self, keywords: KeywordIndex) -> None:
@@ -164,23 +166,24 @@ class EmbeddedChunkIndex:
 
     async def _vector_index(self) -> VectorIndex:
         """The HNSW index, brought in line with SQLite's rows on first use (after a crash between the two)."""
-        if self._vectors is None:
-            vectors_index = await asyncio.to_thread(VectorIndex, self._vectors_path)
-            held = await asyncio.to_thread(vectors_index.keys)
-            stored = set(await self._db.run(lambda conn: [r for (r,) in conn.execute("SELECT rowid FROM chunks")]))
-            missing = sorted(stored - held)
-            for start in range(0, len(missing), 1000):
-                batch = missing[start : start + 1000]
+        async with self._opening:
+            if self._vectors is None:
+                vectors_index = await asyncio.to_thread(VectorIndex, self._vectors_path)
+                held = await asyncio.to_thread(vectors_index.keys)
+                stored = set(await self._db.run(lambda conn: [r for (r,) in conn.execute("SELECT rowid FROM chunks")]))
+                missing = sorted(stored - held)
+                for start in range(0, len(missing), 1000):
+                    batch = missing[start : start + 1000]
 
-                def read(conn: sqlite3.Connection, batch: list[int] = batch) -> np.ndarray:
-                    sql = f"SELECT vec FROM chunks WHERE rowid IN ({','.join('?' * len(batch))}) ORDER BY rowid"
-                    return np.vstack([np.frombuffer(v, dtype=np.float32) for (v,) in conn.execute(sql, batch)])
+                    def read(conn: sqlite3.Connection, batch: list[int] = batch) -> np.ndarray:
+                        sql = f"SELECT vec FROM chunks WHERE rowid IN ({','.join('?' * len(batch))}) ORDER BY rowid"
+                        return np.vstack([np.frombuffer(v, dtype=np.float32) for (v,) in conn.execute(sql, batch)])
 
-                await asyncio.to_thread(vectors_index.replace, [], batch, await self._db.run(read))
-            if held - stored:
-                await asyncio.to_thread(vectors_index.replace, held - stored, [], np.zeros((0, 0), dtype=np.float32))
-            await asyncio.to_thread(vectors_index.flush)
-            self._vectors = vectors_index
+                    await asyncio.to_thread(vectors_index.replace, [], batch, await self._db.run(read))
+                if stale := held - stored:
+                    await asyncio.to_thread(vectors_index.replace, stale, [], np.zeros((0, 0), dtype=np.float32))
+                await asyncio.to_thread(vectors_index.flush)
+                self._vectors = vectors_index
         return self._vectors
 
     async def chunks(self, chunk_ids: Collection[str]) -> dict[str, Chunk]:
