@@ -199,8 +199,8 @@ def test_rich_context_is_preferred_to_poor_context() -> None:
     pair = richness_pair(retrieval(Q1))
     assert pair is not None and pair.origin == "richness"
     chosen, rejected = [s.text for s in pair.chosen.steps], [s.text for s in pair.rejected.steps]
-    assert "Raise max_connections and restart the pool." in chosen
-    assert "Raise max_connections and restart the pool." not in rejected and len(rejected) < len(chosen)
+    assert "Raise max_connections and restart the pool" in chosen
+    assert "Raise max_connections and restart the pool" not in rejected and len(rejected) < len(chosen)
 
 
 def test_without_steps_in_the_leading_runbook_nothing_is_synthesised() -> None:
