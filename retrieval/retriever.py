@@ -31,7 +31,7 @@ MIN_KEY_CHARS = 5
 MAX_NODES = 8
 MAX_CONTEXT = 20
 PER_DOC = 3  # passages of one runbook among the top k
-CHUNKS_PER_DOC = 5  # dense hits asked for each runbook found by other rankings only (its best chunk is among them)
+CHUNKS_PER_DOC = 5  # dense hits asked for each runbook found by other rankings only (a runbook has about 5 chunks)
 
 T = TypeVar("T")
 

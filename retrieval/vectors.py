@@ -36,7 +36,7 @@ class VectorIndex:
         if path.exists():
             self._index = Index.restore(str(path))
             self._index.expansion_search = _GRAPH["expansion_search"]  # a search setting: not saved
-        self._unsaved = 0
+        self._dirty = False  # written since the last save
 
     def keys(self) -> set[int]:
         """Every key held."""
@@ -56,7 +56,7 @@ class VectorIndex:
                 self._index.remove(int(key))
             if len(keys):
                 self._index.add(np.fromiter(keys, dtype=np.uint64), np.ascontiguousarray(vectors, dtype=np.float32))
-            self._unsaved += 1
+            self._dirty = True
 
     def search(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """At most ``k`` (key, cosine) pairs, best first (approximate: HNSW)."""
@@ -82,8 +82,8 @@ class VectorIndex:
     def flush(self) -> None:
         """Save what was written since the last save."""
         with self._lock:
-            if self._unsaved and self._index is not None:
+            if self._dirty and self._index is not None:
                 partial = self._path.with_suffix(".partial")
                 self._index.save(str(partial))
                 os.replace(partial, self._path)  # readers of the file never see half of it
-                self._unsaved = 0
+                self._dirty = False  # written since the last save
