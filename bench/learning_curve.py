@@ -15,7 +15,7 @@ when empty). Everything it writes goes to ``--out`` (default ``<data_dir>/learni
 run): records, datasets, adapters, ``learning_curve.json`` and ``learning_curve.png``. Keep it out of
 CI; on 2 shared cores run it with ``nice``::
 
-    nice -n 15 .venv/bin/python -m bench.learning_curve [--held 0.3] [--eval-cases 12] [--sft-steps 30]
+    nice -n 15 .venv/bin/python -m bench.learning_curve [--held 0.3] [--eval-cases 12] [--sft-steps 60]
 """
 
 from __future__ import annotations
@@ -172,6 +172,8 @@ def train_stage(env: dict[str, str], method: str, target: str, steps: int, args:
                "--batch-size", str(batch), "--max-length", str(args.max_length), "--json"]  # fmt: skip
     if method == "grpo":
         command += ["--max-completion-length", str(args.completion_length)]
+    if method == "sft":  # few steps: a higher rate than the job's default, which suits preference training
+        command += ["--learning-rate", str(args.sft_learning_rate)]
     if init_adapter is not None:
         command += ["--init-adapter", str(init_adapter)]
     print(f"$ {' '.join(command[1:])}", flush=True)
@@ -364,7 +366,8 @@ def main() -> None:
     parser.add_argument("--held", type=float, default=0.3, help="Share of documents held aside.")
     parser.add_argument("--eval-cases", type=int, default=12, help="Held-aside cases measured (and gated on).")
     parser.add_argument("--preference", choices=["dpo", "kto"], default="dpo")
-    parser.add_argument("--sft-steps", type=int, default=30)
+    parser.add_argument("--sft-steps", type=int, default=60)
+    parser.add_argument("--sft-learning-rate", type=float, default=5e-4)
     parser.add_argument("--pref-steps", type=int, default=15)
     parser.add_argument("--grpo-steps", type=int, default=4)
     parser.add_argument("--scorer-steps", type=int, default=15)

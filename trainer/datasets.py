@@ -279,7 +279,8 @@ def grpo_row(example: Example, tools: Sequence[ToolSpec] = (), reply_format: Rep
 def verdict(workflow: Workflow, reference: Workflow, retrieval: Retrieval) -> dict[str, Any]:
     """The Scorer's reply (``SCORER_SCHEMA``) a careful reviewer would give ``workflow``, judged against
     ``reference`` (the better workflow for the same question): grounded by its cited steps, complete
-    by how much of the reference it covers; ordered, actionable and safe are not told apart here."""
+    by how much of the reference it covers, ordered by how much of that coverage keeps the reference's
+    order (STEPScore's ordered F1 over its F1); actionable and safe are not told apart here."""
     retrieved = {p.chunk.chunk_id for p in retrieval.passages}
     cited = sum(any(c.chunk_id in retrieved for c in s.citations) for s in workflow.steps) / len(workflow.steps)
     pred = [{"type": s.type, "text": s.text} for s in workflow.steps]
@@ -288,11 +289,15 @@ def verdict(workflow: Workflow, reference: Workflow, retrieval: Retrieval) -> di
     ratings = dict.fromkeys(SCORE_CRITERIA, 4)
     ratings["grounded"] = 1 + round(4 * cited)
     ratings["complete"] = 1 + round(4 * float(scored["recall"]))
+    f1 = float(scored["f1"])
+    ratings["ordered"] = 1 + round(4 * float(scored["ordered_f1"]) / f1) if f1 > 0 else 1
     reasons = []
     if ratings["grounded"] < 5:
         reasons.append("some steps cite no retrieved source")
     if ratings["complete"] < 5:
         reasons.append("it leaves out steps the runbook gives")
+    if ratings["ordered"] < 5:
+        reasons.append("its steps are not in the runbook's order")
     return {**ratings, "reasons": reasons}
 
 

@@ -31,6 +31,7 @@ from trainer.datasets import (
     resolve_labels,
     richness_pair,
     scorer_rows,
+    verdict,
     vote_pairs,
 )
 from trainer.store import Feedback, Interaction
@@ -217,6 +218,21 @@ def test_scorer_pairs_rate_the_better_workflow_higher() -> None:
     high, low = json.loads(rich_row["chosen"][0]["content"]), json.loads(rich_row["rejected"][0]["content"])
     assert high["complete"] == 5 and low["complete"] < 5
     assert json.loads(poor_row["chosen"][0]["content"]) == low
+
+
+def test_the_scorer_is_taught_that_a_shuffled_copy_is_out_of_order() -> None:
+    texts = (
+        "Check the active connections in pg_stat_activity",
+        "Find the client that leaks idle connections",
+        "Terminate idle connections older than one hour",
+        "Raise max_connections and restart the pool",
+    )
+    ordered, shuffled = workflow(*texts), workflow(texts[2], texts[0], texts[3], texts[1])
+    right = verdict(ordered, ordered, retrieval(Q1))
+    wrong = verdict(shuffled, ordered, retrieval(Q1))
+    assert right["ordered"] == 5 and wrong["ordered"] < 5
+    assert wrong["complete"] == right["complete"] == 5
+    assert "its steps are not in the runbook's order" in wrong["reasons"]
 
 
 def test_kto_labels_follow_the_net_vote_and_a_tie_drops_the_row() -> None:
