@@ -63,6 +63,14 @@ _CLAUSE = re.compile(
 # "if so", "if this is the case" are the last question's.
 _ALERT_FIRES = re.compile(r"^(?:this|the)\s+alert\s+(?:fires|triggers|is\s+(?:firing|triggered|raised))$", re.I)
 _SAME_CASE = re.compile(r"^(?:so|(?:this|that)\s+is\s+the\s+case)$", re.I)
+# An escalation whose condition is only that nothing before it helped: the "if it persists" of the last step.
+_UNRESOLVED = re.compile(
+    r"^(?:if|when)\s+(?:you\s+(?:cannot|can't|can\s+not|are\s+unable\s+to)\s+(?:resolve|fix|solve)\b"
+    r"|fixing\s+the\s+\w+\s+is\s+not\s+apparent|(?:the\s+)?(?:problem|issue|condition|error)\s+(?:still\s+)?persists\b"
+    r"|(?:these|the)\s+(?:\w+\s+){0,2}steps\s+do\s+not\s+(?:fix|resolve|help)\b)"
+    r"|\bif\s+fixing\s+the\s+\w+\s+is\s+not\s+apparent\b",
+    re.IGNORECASE,
+)
 _FIELD = re.compile(r"^\W*(?:message|summary|description)\W*:\s*", re.IGNORECASE)
 _AND_THEN = re.compile(r",?\s+(?:and|then|and then)\s+(?=[a-z])")
 _IF = re.compile(r"^(?:if|in case|should)\b", re.IGNORECASE)
@@ -301,11 +309,14 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
     lead = scope[0] if scope else retrieval.passages[0].chunk
     node_id = next((h.node.node_id for h in retrieval.nodes if lead.doc_id in h.node.doc_ids), None)
     final = _Draft("process", escalation or ESCALATE, lead, 0)
-    if escalation is None and len(drafts) > 2 and drafts[-1].kind == "process":
+    fallback = escalation is None or _UNRESOLVED.search(escalation) is not None
+    if fallback and len(drafts) > 2 and drafts[-1].kind == "process":
         # The runbook's last step ends the workflow, saying what follows it: no step that is not the runbook's
-        # (a short aside, so the step still reads as the runbook's own).
+        # (a short aside, so the step still reads as the runbook's own). Where the runbook says whom to turn to
+        # when nothing helped ("If you cannot resolve the issue, open a support case"), that is the aside's note.
         last = drafts.pop()
-        final = replace(last, text=f"{last.text.rstrip('.')} ({PERSISTS})")
+        notes = last.notes if escalation is None else (*last.notes, escalation)
+        final = replace(last, text=f"{last.text.rstrip('.')} ({PERSISTS})", notes=notes)
     steps = _link(drafts, final, node_id)
     title = alert_heading(lead.heading_path) or lead.title
     return Workflow(title=title, steps=tuple(steps), see_also=tuple(dict.fromkeys(see_also))[:MAX_SEE_ALSO])

@@ -112,6 +112,22 @@ def test_the_runbooks_escalation_sentence_is_the_terminal() -> None:
     assert flow.steps[-1].text == "If that fails, escalate to the DBA on call"
 
 
+def test_an_escalation_for_when_nothing_helped_is_a_note_of_the_last_step() -> None:
+    text = (
+        "1. Check the replication slots.\n\n1. Inspect the WAL size.\n\n1. Drop the stale slot.\n\n"
+        "If you cannot resolve the issue, open a support case with the vendor."
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Procedure", text)]))
+    assert flow is not None
+    assert [(s.type, s.text) for s in flow.steps] == [
+        ("process", "Check the replication slots"),
+        ("process", "Inspect the WAL size"),
+        ("terminal", f"Drop the stale slot ({PERSISTS})"),
+    ]
+    assert flow.steps[-1].notes == ("If you cannot resolve the issue, open a support case with the vendor",)
+    assert lint(flow) == []
+
+
 def test_a_file_of_many_alerts_answers_with_the_section_of_the_alert_in_question() -> None:
     doc = "kubernetes/runbook.md"
     chunks = [
