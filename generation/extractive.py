@@ -154,6 +154,7 @@ class _Draft:
     collects: bool = False  # "Check parameters such as:": its nested noun phrases join its text
     locates: bool = False  # "Check whether X": a check that locates the fault rather than a question
     remedy: bool = False  # an action (restart, scale, delete…) rather than a check
+    said: str = ""  # for "If X, do Y": the sentence as the runbook says it
 
 
 def _scope(retrieval: Retrieval) -> list[Chunk]:
@@ -235,7 +236,7 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
             return
         question = as_question(clause[0])
         if len(clause) == 2 and first_verb(clause[1]) and role_of(clause[1], "procedure") != "reference":
-            drafts.append(_Draft("decision", question, chunk, cand.level, guards=1))
+            drafts.append(_Draft("decision", question, chunk, cand.level, guards=1, said=text))
             drafts.append(_Draft("process", imperative(clean(clause[1])), chunk, cand.level + 1))
         else:
             notes = (clean(clause[1]),) if len(clause) == 2 else ()
@@ -315,6 +316,9 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
         # (a short aside, so the step still reads as the runbook's own). Where the runbook says whom to turn to
         # when nothing helped ("If you cannot resolve the issue, open a support case"), that is the aside's note.
         last = drafts.pop()
+        if len(drafts) > 2 and drafts[-1].guards == 1 and drafts[-1].said:
+            # "If X, do Y" ends the runbook: both branches of "X?" would end the workflow, so it is said as written
+            last = replace(last, text=drafts.pop().said)
         notes = last.notes if escalation is None else (*last.notes, escalation)
         final = replace(last, text=f"{last.text.rstrip('.')} ({PERSISTS})", notes=notes)
     steps = _link(drafts, final, node_id)

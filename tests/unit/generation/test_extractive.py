@@ -128,6 +128,21 @@ def test_an_escalation_for_when_nothing_helped_is_a_note_of_the_last_step() -> N
     assert lint(flow) == []
 
 
+def test_a_condition_that_ends_the_runbook_is_its_last_step_as_written() -> None:
+    text = (
+        "- Check the MDS cache usage.\n\n- Inspect the client sessions.\n\n- Review the MDS logs.\n\n"
+        "- If only one PV causes the load, raise the MDS CPU."
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
+    assert flow is not None
+    assert [(s.type, s.text) for s in flow.steps][-2:] == [
+        ("process", "Review the MDS logs"),
+        ("terminal", f"If only one PV causes the load, raise the MDS CPU ({PERSISTS})"),
+    ]
+    assert RESOLVED not in [s.text for s in flow.steps]  # no question whose both answers end the workflow
+    assert lint(flow) == []
+
+
 def test_a_file_of_many_alerts_answers_with_the_section_of_the_alert_in_question() -> None:
     doc = "kubernetes/runbook.md"
     chunks = [
