@@ -25,14 +25,16 @@ from bench._common import SHARED_BENCH
 from core.settings import Settings
 from core.types import Chunk, Passage, Retrieval
 from generation.llamacpp import assemble_packaged_model
-from generation.prompts import MAX_SOURCE_WORDS, planner_messages, select_context
+from generation.prompts import planner_messages, select_context
 from trainer.jobs import JobConfig, JobProgress, run_job
+
+SOURCE_WORDS = 160  # a runbook cut into sources of this many words, as its chunks are about
 
 
 def _retrieval(case: dict[str, Any], sources: int) -> Retrieval:
     doc_id = case["doc_ids"][0]
     words = (SHARED_BENCH / "corpus" / doc_id).read_text(encoding="utf-8").split()
-    texts = [" ".join(words[i : i + MAX_SOURCE_WORDS]) for i in range(0, len(words), MAX_SOURCE_WORDS)] or [""]
+    texts = [" ".join(words[i : i + SOURCE_WORDS]) for i in range(0, len(words), SOURCE_WORDS)] or [""]
     passages = tuple(
         Passage(chunk=Chunk(chunk_id=f"{doc_id}#{n}", doc_id=doc_id, ordinal=n, title=doc_id, text=t), score=1.0)
         for n, t in enumerate(texts[:sources])
