@@ -50,7 +50,7 @@ compare monitor watch determine validate test open navigate observe ensure make-
 run execute measure count analyze analyse diagnose locate trace track visit go log ssh connect login query curl
 dig ping debug print show take collect gather capture dump evaluate assess study note correlate
 obtain retrieve fetch access refer inspect extract export download open scroll filter sort expand click select
-reproduce profile benchmark sample poll watch wait
+reproduce profile benchmark sample poll watch wait troubleshoot exec
 """.split()
 )
 _ACTION_VERBS = frozenset(
@@ -73,7 +73,7 @@ _LEAD_IN = re.compile(r"^(?:" + "|".join(_LEAD_INS) + r")\b[,:]?\s*", re.IGNOREC
 _USED_TO = re.compile(r"\b(?:can|could|may|should) be used to (\w+)|\buse\b.{1,60}?\bto (\w+)", re.IGNORECASE)
 _MODAL = re.compile(
     r"^(?:you|we)\s+(?:can|should|may|might|must|need to|will need to|have to|could|want to|will want to)"
-    r"(?:\s+(?:be able to|also|first|then|now|always))?\s+(\w+)",
+    r"(?:\s+(?:be able to|also|first|then|now|always))?(?:\s+(\w+ly))?\s+(\w+)",
     re.IGNORECASE,
 )
 _TO_DO = re.compile(r"^(?:to|in order to)\s+[^,]{3,80},\s*(.+)$", re.I)
@@ -182,7 +182,7 @@ def first_verb(text: str) -> str | None:
     if not words:
         return None
     if (modal := _MODAL.match(" ".join(words))) is not None:
-        word = modal.group(1).lower()
+        word = modal.group(2).lower()
     elif len(words) > 1 and f"{words[0]}-{words[1]}".lower() in _VERBS:
         word = f"{words[0]}-{words[1]}".lower()
     else:
@@ -369,9 +369,9 @@ def strip_lead_in(text: str) -> str:
 def imperative(text: str) -> str:
     """A step said as an instruction: "You can open a shell on the node" → "Open a shell on the node"."""
     match = _MODAL.match(text)
-    if match is None or match.group(1).lower() not in _VERBS:
+    if match is None or match.group(2).lower() not in _VERBS:
         return text
-    rest = text[match.start(1) :]
+    rest = text[match.start(1 if match.group(1) else 2) :]  # "you can safely delete it" → "Safely delete it"
     return rest[:1].upper() + rest[1:]
 
 

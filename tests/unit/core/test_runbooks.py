@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from core.document import Block, parse, render, split_blocks
-from core.runbooks import alert_heading, read_section, role_of, section_kind, sentences, strip_lead_in
+from core.runbooks import alert_heading, imperative, read_section, role_of, section_kind, sentences, strip_lead_in
 
 RUNBOOK = """---
 title: Disk filling up
@@ -121,6 +121,9 @@ def test_roles_are_read_from_content() -> None:
         ("Cause: Requests hitting rate-limits", "narrative"),
         ("The cause can be on either the Prometheus side or the remote side.", "narrative"),
         ("Set the replicas of the deployment to 3.", "action"),
+        ("You can temporarily patch it to set minAvailable to 0.", "action"),
+        ("Troubleshoot why the drain fails.", "check"),
+        ("Exec into each sbdb container on the master pods.", "check"),
     ],
 )
 def test_what_is_not_a_step_is_recognised(text: str, role: str) -> None:
@@ -197,3 +200,9 @@ def test_section_kinds_and_alert_headings() -> None:
     assert alert_heading(("KubeJobFailed", "Diagnosis")) == "KubeJobFailed"
     assert alert_heading(("Steps to resolve", "Possible checks")) is None
     assert strip_lead_in("then, confirm the API answers") == "Confirm the API answers"
+
+
+def test_an_instruction_said_with_a_modal_reads_as_an_imperative() -> None:
+    assert imperative("You can open a shell on the node") == "Open a shell on the node"
+    assert imperative("You can temporarily patch the PDB") == "Temporarily patch the PDB"
+    assert imperative("You can usually see it in the logs") == "You can usually see it in the logs"
