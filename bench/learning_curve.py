@@ -1,4 +1,4 @@
-"""The learning curve of the packaged gemma3-270m: base → SFT → DPO (or KTO) → GRPO, and the Scorer's DPO.
+"""The learning curve of the packaged gemma3-270m: base → SFT → DPO (or KTO) → the Scorer's DPO → GRPO.
 
 The dev cases are split by document into a training part and a held-aside part (fixed seed). The
 training cases are replayed as engineers would answer them through the record store: the bot's
@@ -8,7 +8,8 @@ answer (the extractive planner) gets 👍 when its STEPScore F1 against the gold
 promoted adapter. After each stage the stage's adapter (promoted or not, so a refused stage shows on
 the curve) plans the held-aside cases with numbered-line replies, LLM only (``bench.planners``), and
 the Scorer's pairwise accuracy is measured on held-aside pairs: the gold ≻ a corrupted copy (steps
-shuffled, a decision dropped, another runbook's steps) and the gold ≻ a 👎-worthy answer.
+shuffled, a decision dropped, another runbook's steps) and the gold ≻ a 👎-worthy answer. GRPO comes
+last, so that its reward asks the Scorer its DPO left (FlowXpert's co-evolution), when the gate promoted it.
 
 Needs the train extra and a knowledge base of ``../shared/bench/corpus`` in OPSFLOW_DATA_DIR (ingested
 when empty). Everything it writes goes to ``--out`` (default ``<data_dir>/learning-curve``, replaced each
@@ -298,7 +299,7 @@ async def gate_cases(kb: Knowledge, held: Sequence[Case], n: int, path: Path) ->
 
 async def run(args: argparse.Namespace, out: Path, training: list[Case], held: list[Case]) -> list[dict[str, Any]]:
     """Every stage in turn; the results so far are saved after each (``save``), so a run cut short keeps them.
-    The planner's stages come first, the Scorer's (base, then after its DPO) last."""
+    The planner's SFT and preference stages, the Scorer's (base, then after its DPO), then the planner's GRPO."""
     env = _environment(Settings(), out, out / "held_aside.jsonl", args)
     settings = Settings(records={"url": env["OPSFLOW_RECORDS__URL"]}, llm={"backend": "llamacpp"})
     print(f"{len(training)} training cases, {len(held)} held-aside cases; work in {out}", flush=True)
@@ -312,19 +313,9 @@ async def run(args: argparse.Namespace, out: Path, training: list[Case], held: l
         print(f"replay: {await replay(kb, embedder, training)}; {len(held)} held-aside cases measured", flush=True)
         stages.append({"stage": "base"} | await measure(kb, settings, embedder, held, None))
         await save(stages, out)
-        plan = [("sft", args.sft_steps), (args.preference, args.pref_steps), ("grpo", args.grpo_steps)]
         init: Path | None = None
-        for method, steps in plan:
-            job = await asyncio.to_thread(train_stage, env, method, "planner", steps, args, init)
-            stage: dict[str, Any] = {"stage": method, "wall_seconds": job["wall_seconds"]}
-            if "failed" in job:
-                stages.append(stage | {"failed": job["failed"]})
-            else:
-                stage |= _job_metrics(job) | await measure(kb, settings, embedder, held, job["adapter"])
-                stages.append(stage)
-                if job["status"] == "promoted":
-                    init = Path(job["job"]["adapter_dir"])
-            await save(stages, out)
+        for method, steps in (("sft", args.sft_steps), (args.preference, args.pref_steps)):
+            init = await planner_stage(kb, settings, embedder, held, env, method, steps, args, init, stages, out)
         pairs = await scorer_pairs(kb, held[: args.scorer_cases], args.seed)
         stages.append({"stage": "scorer-base", "scorer": await measure_scorer(settings, pairs, None)})
         await save(stages, out)
@@ -337,7 +328,26 @@ async def run(args: argparse.Namespace, out: Path, training: list[Case], held: l
                 {"stage": "scorer-dpo", "scorer": accuracy, "wall_seconds": job["wall_seconds"]} | _job_metrics(job)
             )
         await save(stages, out)
+        # GRPO last: its reward asks the Scorer that serves now, the one the gate just promoted (or the base).
+        await planner_stage(kb, settings, embedder, held, env, "grpo", args.grpo_steps, args, init, stages, out)
     return stages
+
+
+async def planner_stage(kb: Knowledge, settings: Settings, embedder: Embedder | None, held: Sequence[Case],
+                        env: dict[str, str], method: str, steps: int, args: argparse.Namespace, init: Path | None,
+                        stages: list[dict[str, Any]], out: Path) -> Path | None:  # fmt: skip
+    """Train the planner with ``method`` from ``init``, measure the adapter, save; the adapter the next
+    stage starts from (this one's if the gate promoted it, else ``init``)."""
+    job = await asyncio.to_thread(train_stage, env, method, "planner", steps, args, init)
+    stage: dict[str, Any] = {"stage": method, "wall_seconds": job["wall_seconds"]}
+    if "failed" in job:
+        stages.append(stage | {"failed": job["failed"]})
+    else:
+        stages.append(stage | _job_metrics(job) | await measure(kb, settings, embedder, held, job["adapter"]))
+        if job["status"] == "promoted":
+            init = Path(job["job"]["adapter_dir"])
+    await save(stages, out)
+    return init
 
 
 async def save(stages: list[dict[str, Any]], out: Path) -> None:

@@ -140,6 +140,8 @@ class Training:
         if not exported.manifest["sizes"][name]["train"]:
             raise TrainingError(f"no {name} training rows yet: collect feedback or ingest runbooks first")
         base = await self._base_model()
+        if method == "grpo":
+            job_options = await self._scorer_reward(base) | job_options
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
         config = JobConfig(
             method=method,
@@ -201,6 +203,15 @@ class Training:
         cfg = cfg.model_copy(update={"samples": max(2, cfg.samples)})
         planner = LlmPlanner(self._kb.served.models["planner"], reply_format=self.reply_format)
         return Service(self._kb.retriever, cfg, planner, Scorer(model))
+
+    async def _scorer_reward(self, base: Path) -> dict[str, Any]:
+        """GRPO's Scorer, part of its reward: the served one (the promoted adapter, else the base model)
+        on llama.cpp; none where the base is not a GGUF file llama.cpp can load."""
+        if base.suffix != ".gguf":
+            return {}
+        served = await self.registry.promoted("scorer")
+        adapter = Path(served.adapter) if served is not None and served.adapter else None
+        return {"scorer_model": base, "scorer_adapter": adapter}
 
     async def _base_model(self) -> Path:
         if self._cfg.base_model:

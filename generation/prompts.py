@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from core.types import Chunk, Retrieval, ToolSpec, Workflow
@@ -237,6 +237,12 @@ def scorer_messages(retrieval: Retrieval, workflow: Workflow, richness: float = 
     """The Scorer's prompt: the question and the compact context (``compact_context``), then the workflow."""
     context = planner_messages(retrieval, richness, reply_format="lines")[1]["content"]
     numbers = {p.chunk.chunk_id: n for n, p in enumerate(compact_context(retrieval, richness).passages, 1)}
+    return review_messages(context, workflow, numbers)
+
+
+def review_messages(context: str, workflow: Workflow, numbers: Mapping[str, int]) -> list[Message]:
+    """The Scorer's prompt for ``workflow`` under ``context``, the user turn of the Planner's lines prompt
+    (question and numbered sources); ``numbers`` maps a cited chunk id to its source number."""
     lines = []
     for step in workflow.steps:
         cites = ",".join(str(numbers[c.chunk_id]) for c in step.citations if c.chunk_id in numbers) or "none"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.types import Retrieval, Workflow
-from generation.ports import ChatModel
+from generation.ports import ChatModel, Message
 from generation.prompts import SCORE_CRITERIA, SCORER_SCHEMA, scorer_messages
 
 logger = logging.getLogger(__name__)
@@ -36,9 +36,11 @@ class Scorer:
         self._max_tokens = max_tokens
 
     async def score(self, retrieval: Retrieval, workflow: Workflow) -> Score:
-        raw = await self.model.complete(
-            scorer_messages(retrieval, workflow), schema=SCORER_SCHEMA, max_tokens=self._max_tokens
-        )
+        return await self.rate(scorer_messages(retrieval, workflow))
+
+    async def rate(self, messages: list[Message]) -> Score:
+        """The verdict on the workflow in a Scorer prompt (``scorer_messages``, ``review_messages``)."""
+        raw = await self.model.complete(messages, schema=SCORER_SCHEMA, max_tokens=self._max_tokens)
         try:
             reply = json.loads(raw)
             ratings = {c: int(reply[c]) for c in SCORE_CRITERIA}

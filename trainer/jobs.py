@@ -27,7 +27,9 @@ from trainer.rewards import RewardWeights
 Method = Literal["sft", "dpo", "grpo", "kto"]
 Target = Literal["planner", "scorer"]
 LOG_TAIL_LINES = 40
-_GRPO_ONLY = frozenset({"num_generations", "max_completion_length", "temperature", "reward_weights"})
+_GRPO_ONLY = frozenset(
+    {"num_generations", "max_completion_length", "temperature", "reward_weights", "scorer_model", "scorer_adapter"}
+)
 _PREFERENCE_ONLY = frozenset({"beta"})
 _LORA_SHAPE = frozenset({"lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"})
 
@@ -75,6 +77,10 @@ class JobConfig(BaseModel):
     max_completion_length: int = Field(256, ge=8, description="grpo: tokens generated per completion.")
     temperature: float = Field(1.0, gt=0, description="grpo: sampling temperature.")
     reward_weights: RewardWeights = RewardWeights()
+    scorer_model: Path | None = Field(
+        None, description="grpo: the Scorer's GGUF model; its verdict joins the reward (none: rubric and STEPScore)."
+    )
+    scorer_adapter: Path | None = Field(None, description="grpo: the Scorer's GGUF LoRA adapter on scorer_model.")
     export_gguf: bool = Field(True, description="Convert the adapter to GGUF (llama.cpp's convert_lora_to_gguf.py).")
     cache_dir: Path = Field(
         default_factory=_default_cache_dir,

@@ -7,9 +7,12 @@ link repair) and checked by the serving validator, then rewarded with
 * a **rubric** in [0, 1], the verifiable part of the Scorer's criteria: structurally valid
   (``generation.validation``), grounded (every step cites a source shown in the prompt), complete
   (it ends in a terminal step and decides or acts before), actionable (distinct, non-trivial step texts);
-* **STEPScore** in [0, 1]: the headline F1 (lexical similarity) against the accepted workflow.
+* **STEPScore** in [0, 1]: the headline F1 (lexical similarity) against the accepted workflow;
+* the **Scorer's verdict** in [0, 1] (``generation.scorer``), FlowXpert's RL reward, when the job has a
+  Scorer model (``trainer.train_job`` adds it to the verdict; ``None`` here).
 
-``reward = rubric_weight · rubric + stepscore_weight · stepscore`` for a readable workflow. A reply that
+``reward = rubric_weight · rubric + stepscore_weight · stepscore + scorer_weight · scorer`` for a readable
+workflow (the last term only where a Scorer rated it). A reply that
 is not a workflow scores ``INVALID`` plus at most ``INVALID_SHAPING`` for the gold step words it
 contains, so that every readable workflow outranks every unreadable reply while a model that cannot
 yet write the JSON still gets a gradient (GRPO learns nothing from a group of equal rewards).
@@ -45,6 +48,7 @@ class RewardWeights(BaseModel):
 
     rubric: float = Field(1.0, ge=0)
     stepscore: float = Field(1.0, ge=0)
+    scorer: float = Field(1.0, ge=0)
 
 
 class Verdict(BaseModel):
@@ -57,11 +61,14 @@ class Verdict(BaseModel):
     stepscore: float = 0.0
     problems: tuple[str, ...] = ()
     overlap: float = Field(0.0, description="Token F1 of an unreadable reply against the gold steps' words.")
+    workflow: Workflow | None = Field(None, description="The reply read as a workflow, citing sources '1'..'n'.")
+    scorer: float | None = Field(None, description="The Scorer's verdict on ``workflow``, where one rated it.")
 
     def reward(self, weights: RewardWeights) -> float:
         if not self.readable:
             return INVALID + INVALID_SHAPING * self.overlap
-        return weights.rubric * self.rubric + weights.stepscore * self.stepscore
+        rated = weights.scorer * self.scorer if self.scorer is not None else 0.0
+        return weights.rubric * self.rubric + weights.stepscore * self.stepscore + rated
 
 
 def completion_text(completion: str | Sequence[Mapping[str, Any]]) -> str:
@@ -92,6 +99,7 @@ def judge(
         rubric=rubric(workflow, found),
         stepscore=stepscore(workflow, gold_steps),
         problems=tuple(found),
+        workflow=workflow,
     )
 
 

