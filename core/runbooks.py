@@ -103,6 +103,17 @@ _FOUND_IN = re.compile(
     r"|\[[^\]]+\]\[[^\]]*\]",
     re.IGNORECASE,
 )
+# A pointer to steps given elsewhere in the document ("Use the same diagnostic approaches as listed above", "Look
+# at the Troubleshooting section", "refer to the documentation links in the Mitigation section below").
+_ELSEWHERE = re.compile(
+    r"\b(?:steps|approaches|instructions|procedures?|actions|recommendations|guidance|tips|resources)\b[^.;]{0,40}?"
+    r"\b(?:mentioned|listed|described|outlined|given)\s+(?:above|below|earlier|in\b)"
+    r"|^(?:please\s+)?(?:look\s+at|refer\s+to|see|go\s+to|follow|check)\s+(?:the\s+)?(?:\w+\s+){0,2}"
+    r"(?:section|links)\b(?!\s+(?:of|for)\s+(?:the\s+)?(?:pod|node|alert|log))"
+    r"|\brefer\s+to\s+the\s+(?:\w+\s+)?links\s+in\b"
+    r"|\b(?:steps|approaches|instructions|procedures?)\s+(?:in|of|from)\s+the\s+[\w-]+(?:\s+[\w-]+)?\s+section\b",
+    re.IGNORECASE,
+)
 _NARRATIVE = re.compile(r"^(?:now|we|i|our|here|so|at this point|at the time|previously|historically"
                         r"|in this (?:section|document|runbook|guide|page)|(?:this|the) (?:alert|page|document|runbook"
                         r"|section|guide)|the following (?:is|are|shows?))\b", re.I)  # fmt: skip
@@ -236,6 +247,8 @@ def _is_reference(text: str, bare: str) -> bool:
     pointing = first_verb(bare) in (None, "read", "visit", "follow", "open", "go", "navigate")
     if _PAST_INCIDENT.search(text) or (_FOUND_IN.search(bare) and pointing):
         return True
+    if _ELSEWHERE.search(bare) and "`" not in text:
+        return True  # "Take the steps mentioned in mitigation": the steps are there, not here
     links = _LINK.findall(text) + _URL.findall(text)
     if not links or not pointing:
         return False  # "Use the [dashboard](…)": the link is what the step works on

@@ -124,6 +124,10 @@ def test_roles_are_read_from_content() -> None:
         ("You can temporarily patch it to set minAvailable to 0.", "action"),
         ("Troubleshoot why the drain fails.", "check"),
         ("Exec into each sbdb container on the master pods.", "check"),
+        ("Take the steps mentioned in mitigation", "reference"),
+        ("Please look at the Troubleshooting section to resolve issue", "reference"),
+        ("Use for this purpose the same diagnostic approaches as listed above.", "reference"),
+        ("Restart the pods listed above.", "action"),
     ],
 )
 def test_what_is_not_a_step_is_recognised(text: str, role: str) -> None:
