@@ -240,7 +240,7 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
             drafts.append(_Draft("process", imperative(clean(clause[1])), chunk, cand.level + 1))
         else:
             notes = (clean(clause[1]),) if len(clause) == 2 else ()
-            drafts.append(_Draft("decision", question, chunk, cand.level, notes=notes))
+            drafts.append(_Draft("decision", question, chunk, cand.level, notes=notes, said=text if notes else ""))
         return
     healthy = bool(_HEALTHY.search(condition)) and not _NEGATED.search(condition)
     drafts.append(_Draft("decision", as_question(condition), chunk, cand.level, healthy=healthy, locates=True))
@@ -311,12 +311,14 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
     node_id = next((h.node.node_id for h in retrieval.nodes if lead.doc_id in h.node.doc_ids), None)
     final = _Draft("process", escalation or ESCALATE, lead, 0)
     fallback = escalation is None or _UNRESOLVED.search(escalation) is not None
-    if fallback and len(drafts) > 2 and drafts[-1].kind == "process":
+    if fallback and len(drafts) > 2 and (drafts[-1].kind == "process" or drafts[-1].said):
         # The runbook's last step ends the workflow, saying what follows it: no step that is not the runbook's
         # (a short aside, so the step still reads as the runbook's own). Where the runbook says whom to turn to
         # when nothing helped ("If you cannot resolve the issue, open a support case"), that is the aside's note.
         last = drafts.pop()
-        if len(drafts) > 2 and drafts[-1].guards == 1 and drafts[-1].said:
+        if last.kind == "decision":  # "If X, Y is likely" ends the runbook: a question with nothing to guard
+            last = replace(last, kind="process", text=last.said, notes=())
+        elif len(drafts) > 2 and drafts[-1].guards == 1 and drafts[-1].said:
             # "If X, do Y" ends the runbook: both branches of "X?" would end the workflow, so it is said as written
             last = replace(last, text=drafts.pop().said)
         notes = last.notes if escalation is None else (*last.notes, escalation)

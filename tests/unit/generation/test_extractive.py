@@ -143,6 +143,21 @@ def test_a_condition_that_ends_the_runbook_is_its_last_step_as_written() -> None
     assert lint(flow) == []
 
 
+def test_a_condition_without_a_step_that_ends_the_runbook_is_its_last_step_as_written() -> None:
+    text = (
+        "- Check the sbdb container logs.\n\n- Inspect the ovn-controller logs.\n\n"
+        "- Verify the traffic with tcpdump.\n\n"
+        "- If no traffic flows to the southbound database, the infrastructure is likely at fault."
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
+    assert flow is not None
+    assert [s.type for s in flow.steps] == ["process", "process", "process", "terminal"]
+    assert flow.steps[-1].text == (
+        f"If no traffic flows to the southbound database, the infrastructure is likely at fault ({PERSISTS})"
+    )
+    assert lint(flow) == []
+
+
 def test_a_file_of_many_alerts_answers_with_the_section_of_the_alert_in_question() -> None:
     doc = "kubernetes/runbook.md"
     chunks = [
