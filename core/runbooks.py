@@ -289,6 +289,7 @@ def read_section(text: str, heading_path: Sequence[str] = ()) -> list[Candidate]
     found: list[Candidate] = []
     heading = heading_path[-1] if heading_path else ""  # the heading nothing has been read under yet
     consequences: int | None = None  # the level of a list of what may happen ("Continuing to use runc may:")
+    causes: int | None = None  # the level of a list of causes ("Lag can be caused by a number of factors:")
     for block in parse(text).blocks:
         if block.kind == "heading":
             heading = block.text
@@ -311,7 +312,14 @@ def read_section(text: str, heading_path: Sequence[str] = ()) -> list[Candidate]
         if block.kind == "item" and consequences is not None and block.level >= consequences:
             found.append(Candidate(block.text[:MAX_TEXT], "description", block.level, block.ordered))
             continue
+        if block.kind == "item" and causes is not None and block.level >= causes and not _says_to_do(block.text):
+            found.append(Candidate(block.text[:MAX_TEXT], "description", block.level, block.ordered))
+            continue
         consequences = block.level if block.kind == "paragraph" and _CONSEQUENCES.search(block.text) else None
+        if block.kind == "paragraph" and _CAUSES.search(block.text):
+            causes = block.level
+        elif block.kind != "item" and not _LABEL.match(block.text):
+            causes = None  # a group label ("**Network Issues:**") keeps the list of causes going
         found.extend(_candidates(block, section))
     return found
 
@@ -333,6 +341,9 @@ def _introduces_code(text: str) -> bool:
 
 # "Continuing to use runc may:", "This alert will:": the list after it says what happens, not what to do.
 _CONSEQUENCES = re.compile(r"\b(?:may|might|can|could|will|would)(?:\s+(?:also|then|eventually))?\s*:\s*$", re.I)
+# "… can be caused by a number of factors:", "Typical causes include:": the list after it names causes, not steps.
+_CAUSES = re.compile(r"\b(?:caused\s+by|causes|reasons|factors|culprits)\b[^.:]*:\s*$", re.IGNORECASE)
+_LABEL = re.compile(r"^[*_\s]*[\w /&-]{1,40}:[*_\s]*$")
 _STEP_LABEL = re.compile(r"^(?:step\s*)?\d+\s*[.:)-]?\s*|^step\s*[.:)-]?\s*", re.IGNORECASE)
 
 
@@ -371,6 +382,13 @@ def _instructs(sentence: str) -> bool:
     """Whether a sentence says what to do: an instruction, a question or condition, a check a query serves."""
     bare = _LEAD_IN.sub("", _LINK.sub(r"\1", sentence).strip().strip("*_").strip())
     return first_verb(bare) is not None or bool(_DECISION.match(bare)) or bool(_USED_TO.search(bare))
+
+
+def _says_to_do(text: str) -> bool:
+    """An instruction, also as a gerund ("Checking the router logs", "Scaling backend pods")."""
+    word = next(iter(re.findall(r"[A-Za-z]+", text)), "").lower()
+    doing = word.endswith("ing") and any(w in _VERBS for w in (word[:-3], word[:-3] + "e", word[:-4]))
+    return doing or _instructs(text)
 
 
 def strip_lead_in(text: str) -> str:

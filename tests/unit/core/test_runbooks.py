@@ -148,6 +148,22 @@ def test_what_a_paragraph_says_after_its_step_qualifies_that_step() -> None:
     ]
 
 
+def test_a_list_of_causes_names_no_steps_unless_an_item_says_what_to_do() -> None:
+    text = (
+        "Lag can be caused by a number of factors:\n\n**Network issues:**\n\n- Congestion on the node interface\n"
+        "- Checking the router logs\n\n**Database issues:**\n\n- Long-running queries blocking replication\n\n"
+        "Check the replication status.\n\n- Slow disks on the replicas"
+    )
+    found = read_section(text, ("Diagnosis",))
+    assert [(c.text, c.role) for c in found if c.role != "caption"] == [
+        ("Congestion on the node interface", "description"),
+        ("Checking the router logs", "check"),
+        ("Long-running queries blocking replication", "description"),
+        ("Check the replication status.", "check"),
+        ("Slow disks on the replicas", "check"),  # after a step, a list is no longer the causes'
+    ]
+
+
 def test_a_list_of_what_may_happen_is_no_procedure() -> None:
     text = (
         "Continuing to use runc may:\n\n- Block future cluster upgrades\n- Prevent access to newer features\n\n"
