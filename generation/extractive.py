@@ -71,6 +71,13 @@ _UNRESOLVED = re.compile(
     r"|\bif\s+fixing\s+the\s+\w+\s+is\s+not\s+apparent\b",
     re.IGNORECASE,
 )
+# Where a step's text stops and the code after it takes over.
+_HANDS_OVER = re.compile(
+    r"\b(?:with|run|running|using|by|via|execute)\W*$|\b(?:run|use|execute)\s+the\s+following\s+(?:command|query)\b",
+    re.IGNORECASE,
+)
+_SHORT_CODE = 80
+_FOLLOWING = re.compile(r"\bthe\s+following\s+(?:command|query)\b", re.IGNORECASE)
 _FIELD = re.compile(r"^\W*(?:message|summary|description)\W*:\s*", re.IGNORECASE)
 _AND_THEN = re.compile(r",?\s+(?:and|then|and then)\s+(?=[a-z])")
 _IF = re.compile(r"^(?:if|in case|should)\b", re.IGNORECASE)
@@ -218,6 +225,7 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
         return
     if cand.role != "decision":
         remedy = cand.role == "action"
+        text = _with_code(text, cand)
         drafts.append(_Draft("process", text, chunk, cand.level, collects=text.endswith(_COLLECTING), remedy=remedy))
         return
     if text.endswith("?"):
@@ -244,6 +252,19 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
         return
     healthy = bool(_HEALTHY.search(condition)) and not _NEGATED.search(condition)
     drafts.append(_Draft("decision", as_question(condition), chunk, cand.level, healthy=healthy, locates=True))
+
+
+def _with_code(text: str, cand: Candidate) -> str:
+    """A step that hands over to the code after it ("Observe this with", "Run the following command in
+    all etcd pods:") says what it runs: the code's first command, when it is one short line."""
+    if not cand.code or not _HANDS_OVER.search(cand.text):
+        return text
+    lines = [ln.strip().removeprefix("$ ") for ln in cand.code[0].splitlines()]
+    commands = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not commands or len(commands[0]) > _SHORT_CODE:
+        return text
+    named = _FOLLOWING.sub(commands[0], text, count=1)  # "Run the following command in all pods" → "Run X in all pods"
+    return named if named != text else f"{text} {commands[0]}"
 
 
 def _short(text: str) -> str:

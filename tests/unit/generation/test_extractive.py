@@ -158,6 +158,21 @@ def test_a_condition_without_a_step_that_ends_the_runbook_is_its_last_step_as_wr
     assert lint(flow) == []
 
 
+def test_a_step_that_hands_over_to_its_code_names_the_command() -> None:
+    text = (
+        "- Check the DB size.\n\n- Run the following command in all etcd pods:\n\n```\n$ etcdctl defrag\n```\n\n"
+        "- Clear these flags with\n\n```\nceph osd unset noup\n```\n\n"
+        "- Inspect the pods using\n\n```\n" + "x" * 100 + "\n```\n\n- Validate the endpoint status."
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
+    assert flow is not None
+    assert [s.text for s in flow.steps][1:4] == [
+        "Run etcdctl defrag in all etcd pods",
+        "Clear these flags with ceph osd unset noup",
+        "Inspect the pods using",  # too long to read as part of the step: the card shows it as the action
+    ]
+
+
 def test_a_file_of_many_alerts_answers_with_the_section_of_the_alert_in_question() -> None:
     doc = "kubernetes/runbook.md"
     chunks = [
