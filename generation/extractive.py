@@ -331,15 +331,16 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
     lead = scope[0] if scope else retrieval.passages[0].chunk
     node_id = next((h.node.node_id for h in retrieval.nodes if lead.doc_id in h.node.doc_ids), None)
     final = _Draft("process", escalation or ESCALATE, lead, 0)
+    if drafts[-1].kind == "decision" and drafts[-1].said and not drafts[-1].guards:
+        # "If X, Y is likely" as the runbook's last step: a question with nothing after it to guard, said as written
+        drafts[-1] = replace(drafts[-1], kind="process", text=drafts[-1].said, notes=())
     fallback = escalation is None or _UNRESOLVED.search(escalation) is not None
-    if fallback and len(drafts) > 2 and (drafts[-1].kind == "process" or drafts[-1].said):
+    if fallback and len(drafts) > 2 and drafts[-1].kind == "process":
         # The runbook's last step ends the workflow, saying what follows it: no step that is not the runbook's
         # (a short aside, so the step still reads as the runbook's own). Where the runbook says whom to turn to
         # when nothing helped ("If you cannot resolve the issue, open a support case"), that is the aside's note.
         last = drafts.pop()
-        if last.kind == "decision":  # "If X, Y is likely" ends the runbook: a question with nothing to guard
-            last = replace(last, kind="process", text=last.said, notes=())
-        elif len(drafts) > 2 and drafts[-1].guards == 1 and drafts[-1].said:
+        if len(drafts) > 2 and drafts[-1].guards == 1 and drafts[-1].said:
             # "If X, do Y" ends the runbook: both branches of "X?" would end the workflow, so it is said as written
             last = replace(last, text=drafts.pop().said)
         notes = last.notes if escalation is None else (*last.notes, escalation)

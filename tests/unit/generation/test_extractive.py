@@ -158,6 +158,21 @@ def test_a_condition_without_a_step_that_ends_the_runbook_is_its_last_step_as_wr
     assert lint(flow) == []
 
 
+def test_a_condition_without_a_step_before_the_runbooks_escalation_is_a_step_as_written() -> None:
+    text = (
+        "- Check the collector logs.\n\n- If a NetworkPolicy was recently applied, it may block the scrape.\n\n"
+        "If the API server is not reachable at all, follow the disaster recovery documentation."
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
+    assert flow is not None
+    assert [(s.type, s.text) for s in flow.steps] == [
+        ("process", "Check the collector logs"),
+        ("process", "If a NetworkPolicy was recently applied, it may block the scrape"),
+        ("terminal", "If the API server is not reachable at all, follow the disaster recovery documentation"),
+    ]
+    assert lint(flow) == []
+
+
 def test_a_step_that_hands_over_to_its_code_names_the_command() -> None:
     text = (
         "- Check the DB size.\n\n- Run the following command in all etcd pods:\n\n```\n$ etcdctl defrag\n```\n\n"
