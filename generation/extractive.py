@@ -22,6 +22,7 @@ from core.runbooks import (
     is_escalation,
     read_section,
     role_of,
+    sentences,
     strip_lead_in,
 )
 from core.types import Branches, Chunk, Citation, Retrieval, Step, Workflow
@@ -222,6 +223,14 @@ def _add(drafts: list[_Draft], cand: Candidate, chunk: Chunk) -> None:
                 replace(cand, text=part[:1].upper() + part[1:], role=role_of(part, "procedure", item=True)),
                 chunk,
             )
+        return
+    if cand.role == "decision" and len(told := sentences(cand.text)) > 1:
+        # "Check whether a deployment added replicas. Each replica opens its own pool, …": the question is the
+        # first sentence; what follows qualifies it
+        count = len(drafts)
+        _add(drafts, replace(cand, text=told[0]), chunk)
+        if len(drafts) > count:
+            drafts[-1] = replace(drafts[-1], notes=(*drafts[-1].notes, *(clean(s) for s in told[1:])))
         return
     if cand.role != "decision":
         remedy = cand.role == "action"

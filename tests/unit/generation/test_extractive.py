@@ -173,6 +173,19 @@ def test_a_condition_without_a_step_before_the_runbooks_escalation_is_a_step_as_
     assert lint(flow) == []
 
 
+def test_a_question_is_the_first_sentence_of_its_item_and_the_rest_qualifies_it() -> None:
+    text = (
+        "1. Check the pool settings.\n\n1. Check whether a deployment just increased the number of replicas. "
+        "Each replica opens its own pool, so 40 pods need 400 connections.\n\n1. Raise max_connections."
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
+    assert flow is not None
+    question = flow.steps[1]
+    assert (question.type, question.text) == ("decision", "Did a deployment just increase the number of replicas?")
+    assert question.notes == ("Each replica opens its own pool, so 40 pods need 400 connections",)
+    assert lint(flow) == []
+
+
 def test_a_step_that_hands_over_to_its_code_names_the_command() -> None:
     text = (
         "- Check the DB size.\n\n- Run the following command in all etcd pods:\n\n```\n$ etcdctl defrag\n```\n\n"
