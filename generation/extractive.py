@@ -309,7 +309,10 @@ def _select(drafts: list[_Draft], limit: int) -> list[_Draft]:
     for i, draft in enumerate(drafts):  # what a kept decision guards comes along
         if id(draft) in keep and draft.guards and i + 1 < len(drafts):
             keep.add(id(drafts[i + 1]))
-    return [d for d in drafts if id(d) in keep][: limit + 2]
+    kept = [d for d in drafts if id(d) in keep][: limit + 2]
+    if kept and kept[-1].guards:  # cut off from what it says to do, a question would only lead to the end
+        kept.pop()
+    return kept
 
 
 def _guarded(drafts: list[_Draft], i: int) -> int:

@@ -228,6 +228,18 @@ def test_long_runbooks_are_sampled_across_their_length() -> None:
     assert flow.steps[0].text.endswith("number 0 carefully") and "number 29 carefully" in flow.steps[-1].text
 
 
+def test_a_question_cut_off_from_what_it_says_to_do_is_left_out() -> None:
+    text = "\n\n".join(f"- If the pool {i} is paused, unpause pool {i}." for i in range(6))
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]), max_steps=3)
+    assert flow is not None
+    assert [s.text for s in flow.steps] == [
+        "Is the pool 0 paused?",
+        "Unpause pool 0",
+        f"If the pool 2 is paused, unpause pool 2 ({PERSISTS})",
+    ]
+    assert lint(flow) == []
+
+
 def test_a_runbook_that_only_describes_the_alert_gives_confirm_and_escalate() -> None:
     flow = plan_extractive(retrieval([RUNBOOK[0]]))
     assert flow is not None
