@@ -79,6 +79,10 @@ _HANDS_OVER = re.compile(
 )
 _SHORT_CODE = 80
 _FOLLOWING = re.compile(r"\bthe\s+following\s+(?:command|query)\b", re.IGNORECASE)
+# An escalation whose conditions are the list after it ("Escalate to the cluster administrator if:"): as a step it
+# would stop mid-sentence, so it is the note of the last step, like "if it persists".
+_CUT_OFF = re.compile(r"\b(?:if|when|unless|in case)\W*$", re.IGNORECASE)
+_ALTERNATIVELY = re.compile(r"^\W*alternatively\b", re.IGNORECASE)
 _FIELD = re.compile(r"^\W*(?:message|summary|description)\W*:\s*", re.IGNORECASE)
 _AND_THEN = re.compile(r",?\s+(?:and|then|and then)\s+(?=[a-z])")
 _IF = re.compile(r"^(?:if|in case|should)\b", re.IGNORECASE)
@@ -194,7 +198,8 @@ def _drafts(chunks: list[Chunk]) -> tuple[list[_Draft], list[str], str | None]:
             if key in seen:  # overlapping chunk windows repeat lines
                 continue
             seen.add(key)
-            if cand.role == "note" and drafts:
+            if (cand.role == "note" or (cand.is_step and _ALTERNATIVELY.match(cand.text))) and drafts:
+                # an "Alternatively, use X" is another way to do the step before it: shown with it
                 drafts[-1] = replace(drafts[-1], notes=(*drafts[-1].notes, clean(cand.text)))
             elif cand.role == "reference":
                 see_also.append(" ".join(cand.text.split()))
@@ -346,7 +351,7 @@ def plan_extractive(retrieval: Retrieval, *, max_steps: int = MAX_STEPS) -> Work
     if drafts[-1].kind == "decision" and drafts[-1].said and not drafts[-1].guards:
         # "If X, Y is likely" as the runbook's last step: a question with nothing after it to guard, said as written
         drafts[-1] = replace(drafts[-1], kind="process", text=drafts[-1].said, notes=())
-    fallback = escalation is None or _UNRESOLVED.search(escalation) is not None
+    fallback = escalation is None or any(p.search(escalation) for p in (_UNRESOLVED, _CUT_OFF))
     if fallback and len(drafts) > 2 and drafts[-1].kind == "process":
         # The runbook's last step ends the workflow, saying what follows it: no step that is not the runbook's
         # (a short aside, so the step still reads as the runbook's own). Where the runbook says whom to turn to

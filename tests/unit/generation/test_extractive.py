@@ -201,6 +201,17 @@ def test_a_step_that_hands_over_to_its_code_names_the_command() -> None:
     ]
 
 
+def test_an_escalation_cut_off_before_its_list_of_conditions_is_a_note_of_the_last_step() -> None:
+    text = (
+        "1. Check the VM status.\n\n1. Check the PVC binding.\n\n1. Migrate the VM to another node.\n\n"
+        "Escalate to the cluster administrator if:"
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Procedure", text)]))
+    assert flow is not None
+    assert flow.steps[-1].text == f"Migrate the VM to another node ({PERSISTS})"
+    assert flow.steps[-1].notes == ("Escalate to the cluster administrator if",)
+
+
 def test_a_file_of_many_alerts_answers_with_the_section_of_the_alert_in_question() -> None:
     doc = "kubernetes/runbook.md"
     chunks = [
@@ -238,6 +249,21 @@ def test_a_question_cut_off_from_what_it_says_to_do_is_left_out() -> None:
         f"If the pool 2 is paused, unpause pool 2 ({PERSISTS})",
     ]
     assert lint(flow) == []
+
+
+def test_an_alternative_way_to_do_a_step_is_shown_with_it() -> None:
+    text = (
+        "- List the storage nodes.\n\n- For each node, check the interface MTUs.\n\n"
+        "- Alternatively, use Prometheus.\n\n- Configure the MTU on the switches."
+    )
+    flow = plan_extractive(retrieval([chunk(0, "Diagnosis", text)]))
+    assert flow is not None
+    assert [s.text for s in flow.steps] == [
+        "List the storage nodes",
+        "For each node, check the interface MTUs",
+        f"Configure the MTU on the switches ({PERSISTS})",
+    ]
+    assert flow.steps[1].notes == ("Alternatively, use Prometheus",)
 
 
 def test_a_runbook_that_only_describes_the_alert_gives_confirm_and_escalate() -> None:
