@@ -130,7 +130,8 @@ _EXPLAINS = re.compile(
 # What the reader will see (output described): not a step, even when it says "you should".
 _SEEN = re.compile(
     r"\bwill\s+be\s+(?:visible|shown|displayed|listed|printed)\b|\b(?:you|we)\s+(?:should|will)\s+(?:see|find|get|notice"
-    r"|expect)\b|\bsimilar\s+to\s+(?:this|the\s+following)\b|^result\s*:",
+    r"|expect)\b|\bsimilar\s+to\s+(?:this|the\s+following)\b|^result\s*:"
+    r"|\b(?:should|will)\s+(?:now\s+)?be\s+(?:available|restored|back|resolved|fixed|freed|cleared|gone)\s+now\b",
     re.IGNORECASE,
 )
 # Setting a shell variable for the commands after it: scaffolding of the next step, not a step.

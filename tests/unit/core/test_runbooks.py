@@ -124,6 +124,7 @@ def test_roles_are_read_from_content() -> None:
         ("You can temporarily patch it to set minAvailable to 0.", "action"),
         ("Troubleshoot why the drain fails.", "check"),
         ("Exec into each sbdb container on the master pods.", "check"),
+        ("More space should be available now.", "narrative"),  # what the step before achieves
         ("Take the steps mentioned in mitigation", "reference"),
         ("Please look at the Troubleshooting section to resolve issue", "reference"),
         ("Use for this purpose the same diagnostic approaches as listed above.", "reference"),
