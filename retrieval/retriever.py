@@ -14,6 +14,7 @@ rankings fail is ``RetrievalUnavailable`` raised.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable
 from typing import TypeVar
@@ -34,6 +35,23 @@ PER_DOC = 3  # passages of one runbook among the top k
 CHUNKS_PER_DOC = 5  # dense hits asked for each runbook found by other rankings only (a runbook has about 5 chunks)
 
 T = TypeVar("T")
+# A word with a digit and a separator names an instance (ip-10-1-2-3.ec2.internal, pod=api-7f9c4b-xk2,
+# 10.0.1.5:9100): which machine, not what is wrong. Runbooks are written for every instance.
+_INSTANCE = re.compile(r"(?=\S*\d)(?=\S*[-._:/=])\S+")
+_NAME_PART = re.compile(r"(?<![^\W_])[^\W\d_]{3,}(?![^\W_])")
+_VERSION = re.compile(r"v?\d+(?:\.\d+){1,2}\W*")  # 4.19, v1.28.3: what changed, and runbooks name it
+
+
+def without_instances(query: str) -> str:
+    """``query`` with instance identifiers reduced to their words (``ip-10-1-2-3.ec2.internal`` → ``internal``,
+    ``pod=api-7f9c4b-xk2`` → ``pod api``), as the alert's labels name one host, pod or address; version
+    numbers stay."""
+
+    def words(found: re.Match[str]) -> str:
+        word = found.group(0)
+        return word if _VERSION.fullmatch(word) else " ".join(_NAME_PART.findall(word))
+
+    return _INSTANCE.sub(words, query)
 
 
 def name_keys(query: str) -> set[str]:
@@ -63,13 +81,14 @@ class Retriever:
         top_k = k or self._settings.top_k
         n = self._settings.candidates
         degraded: list[str] = []
+        general = without_instances(query)
         # Misspelt words would miss in BM25 and skew the embedding; every ranking searches the correction.
         # The query is embedded meanwhile, and again only if a word was corrected.
         async with asyncio.TaskGroup() as tg:
-            spelled = tg.create_task(_guard("spelling", self._index.spelling(query), degraded))
-            as_asked = tg.create_task(_guard("semantic search", self._embed(query), degraded))
-        searched = spelled.result() or query
-        vector = as_asked.result() if searched == query else None
+            spelled = tg.create_task(_guard("spelling", self._index.spelling(general), degraded))
+            as_asked = tg.create_task(_guard("semantic search", self._embed(general), degraded))
+        searched = spelled.result() or general
+        vector = as_asked.result() if searched == general else None
         async with asyncio.TaskGroup() as tg:
             bm25 = tg.create_task(_guard("keyword search", self._index.lexical(searched, n), degraded))
             dense = tg.create_task(_guard("semantic search", self._dense(searched, vector, n), degraded))

@@ -11,13 +11,27 @@ from bot.app import open_knowledge
 from core.errors import RetrievalUnavailable
 from core.settings import GraphSettings, Settings
 from retrieval.neo4j import Neo4jGraphStore
-from retrieval.retriever import Retriever, name_keys
+from retrieval.retriever import Retriever, name_keys, without_instances
 
 
 def test_name_keys_are_query_ngrams_long_enough_to_name_something() -> None:
     keys = name_keys("Why is KubeAPIDown firing?")
     assert "kube api down" in keys
     assert "why" not in keys
+
+
+@pytest.mark.parametrize(
+    ("query", "searched"),
+    [
+        ("node ip-10-1-2-3.ec2.internal has been NotReady", "node internal has been NotReady"),
+        ("KubePodCrashLooping pod=api-7f9c4b-xk2 container=api", "KubePodCrashLooping pod api container=api"),
+        ("NodeFilesFillingUp instance=10.0.1.5:9100 mountpoint=/var", "NodeFilesFillingUp instance mountpoint=/var"),
+        ("CephOSDDown osd.3 down after the upgrade to 4.18", "CephOSDDown osd down after the upgrade to 4.18"),
+        ("5xx errors on k8s, HTTP 503 from shop.example.com", "5xx errors on k8s, HTTP 503 from shop.example.com"),
+    ],
+)  # fmt: skip
+def test_instance_identifiers_are_searched_as_their_words(query: str, searched: str) -> None:
+    assert without_instances(query) == searched
 
 
 @pytest.mark.parametrize(
