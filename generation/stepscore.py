@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 THRESHOLD = {"lexical": 0.30, "minilm": 0.55}
 STEP_TYPES = ("process", "decision", "terminal")
@@ -67,6 +66,9 @@ def _f1(p: float, r: float) -> float:
 
 def match_unordered(weights: np.ndarray) -> list[tuple[int, int, float]]:
     """Maximum-weight one-to-one matching; zero-weight pairs dropped; sorted by gold index."""
+    # Imported here: scipy.optimize takes a quarter of a second, and every CLI command imports this module.
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(weights, maximize=True)
     pairs = [(int(i), int(j), float(weights[i, j])) for i, j in zip(rows, cols, strict=True) if weights[i, j] > 0]
     return sorted(pairs, key=lambda p: p[1])
