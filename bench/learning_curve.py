@@ -14,9 +14,10 @@ last, so that its reward asks the Scorer its DPO left (FlowXpert's co-evolution)
 Needs the train extra and a knowledge base of ``../shared/bench/corpus`` in OPSFLOW_DATA_DIR (ingested
 when empty). Everything it writes goes to ``--out`` (default ``<data_dir>/learning-curve``, replaced each
 run): records, datasets, adapters, ``learning_curve.json`` and ``learning_curve.png``. Keep it out of
-CI; on 2 shared cores run it with ``nice``::
+CI. The defaults fit a 2-core CPU in about two hours (an SFT step takes ~80 s there); where torch sees
+a GPU the jobs use it, and every stage can take more steps::
 
-    nice -n 15 .venv/bin/python -m bench.learning_curve [--held 0.3] [--eval-cases 12] [--sft-steps 60]
+    nice -n 5 .venv/bin/python -m bench.learning_curve [--held 0.3] [--eval-cases 8] [--sft-steps 24]
 """
 
 from __future__ import annotations
@@ -374,14 +375,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="Default: <data_dir>/learning-curve.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--held", type=float, default=0.3, help="Share of documents held aside.")
-    parser.add_argument("--eval-cases", type=int, default=12, help="Held-aside cases measured (and gated on).")
+    parser.add_argument("--eval-cases", type=int, default=8, help="Held-aside cases measured (and gated on).")
     parser.add_argument("--preference", choices=["dpo", "kto"], default="dpo")
-    parser.add_argument("--sft-steps", type=int, default=60)
-    parser.add_argument("--sft-learning-rate", type=float, default=5e-4)
-    parser.add_argument("--pref-steps", type=int, default=15)
-    parser.add_argument("--grpo-steps", type=int, default=4)
-    parser.add_argument("--scorer-steps", type=int, default=15)
-    parser.add_argument("--scorer-cases", type=int, default=6, help="Held-aside cases the Scorer's pairs come from.")
+    parser.add_argument("--sft-steps", type=int, default=24)
+    parser.add_argument("--sft-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--pref-steps", type=int, default=4)
+    parser.add_argument("--grpo-steps", type=int, default=1)
+    parser.add_argument("--scorer-steps", type=int, default=6)
+    parser.add_argument("--scorer-cases", type=int, default=4, help="Held-aside cases the Scorer's pairs come from.")
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--generations", type=int, default=4, help="GRPO completions per prompt (its batch).")
     parser.add_argument("--completion-length", type=int, default=160, help="GRPO tokens per completion.")
