@@ -1,6 +1,7 @@
 """``retrieve(query)``: runbooks ranked by their passages and their names, passages grouped by runbook.
 
-The query's misspelt words are first corrected against the index's vocabulary.
+Instance identifiers in the query (hosts, pods, addresses) are searched as their words only, and its
+misspelt words are first corrected against the index's vocabulary.
 
 Four rankings run concurrently: BM25 and dense over chunks, the chunks of incidents the query
 names, and BM25 over each runbook's names and descriptions. Runbooks the other rankings found but
@@ -45,13 +46,13 @@ _VERSION = re.compile(r"v?\d+(?:\.\d+){1,2}\W*")  # 4.19, v1.28.3: what changed,
 def without_instances(query: str) -> str:
     """``query`` with instance identifiers reduced to their words (``ip-10-1-2-3.ec2.internal`` → ``internal``,
     ``pod=api-7f9c4b-xk2`` → ``pod api``), as the alert's labels name one host, pod or address; version
-    numbers stay."""
+    numbers stay, and a query that is nothing but identifiers stays as asked."""
 
     def words(found: re.Match[str]) -> str:
         word = found.group(0)
         return word if _VERSION.fullmatch(word) else " ".join(_NAME_PART.findall(word))
 
-    return _INSTANCE.sub(words, query)
+    return _INSTANCE.sub(words, query).strip() or query
 
 
 def name_keys(query: str) -> set[str]:

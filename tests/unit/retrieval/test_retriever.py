@@ -28,6 +28,7 @@ def test_name_keys_are_query_ngrams_long_enough_to_name_something() -> None:
         ("NodeFilesFillingUp instance=10.0.1.5:9100 mountpoint=/var", "NodeFilesFillingUp instance mountpoint=/var"),
         ("CephOSDDown osd.3 down after the upgrade to 4.18", "CephOSDDown osd down after the upgrade to 4.18"),
         ("5xx errors on k8s, HTTP 503 from shop.example.com", "5xx errors on k8s, HTTP 503 from shop.example.com"),
+        ("10.0.1.5:9100", "10.0.1.5:9100"),
     ],
 )  # fmt: skip
 def test_instance_identifiers_are_searched_as_their_words(query: str, searched: str) -> None:
