@@ -67,9 +67,9 @@ _SAME_CASE = re.compile(r"^(?:so|(?:this|that)\s+is\s+the\s+case)$", re.I)
 # An escalation whose condition is only that nothing before it helped: the "if it persists" of the last step.
 _UNRESOLVED = re.compile(
     r"^(?:if|when)\s+(?:you\s+(?:cannot|can't|can\s+not|are\s+unable\s+to)\s+(?:resolve|fix|solve)\b"
-    r"|fixing\s+the\s+\w+\s+is\s+not\s+apparent|(?:the\s+)?(?:problem|issue|condition|error)\s+(?:still\s+)?persists\b"
+    r"|(?:the\s+)?(?:problem|issue|condition|error)\s+(?:still\s+)?persists\b"
     r"|(?:these|the)\s+(?:\w+\s+){0,2}steps\s+do\s+not\s+(?:fix|resolve|help)\b)"
-    r"|\bif\s+fixing\s+the\s+\w+\s+is\s+not\s+apparent\b",
+    r"|\b(?:if|when)\s+fixing\s+the\s+\w+\s+is\s+not\s+apparent\b",
     re.IGNORECASE,
 )
 # Where a step's text stops and the code after it takes over.

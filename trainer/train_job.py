@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from core.errors import TrainingError
-from core.types import Workflow
 from generation.prompts import review_messages
 from generation.scorer import Scorer
 from trainer.jobs import JobConfig, JobProgress, JobResult
 from trainer.llamacpp_export import convert_adapter
-from trainer.rewards import completion_text, judge
+from trainer.rewards import Verdict, completion_text, judge
 
 logger = logging.getLogger("trainer.train_job")
 
@@ -310,10 +309,7 @@ def workflow_reward(config: JobConfig) -> Callable[..., list[float]]:
             for c, g, n, f in zip(completions, gold_steps, n_sources, formats, strict=True)
         ]
         if scorer is not None:
-            verdicts = [
-                v.model_copy(update={"scorer": _rate(scorer, p, v.workflow, n)}) if v.workflow is not None else v
-                for v, p, n in zip(verdicts, prompts, n_sources, strict=True)
-            ]
+            verdicts = asyncio.run(_rate(scorer, verdicts, prompts, n_sources))
         if log_metric := kwargs.get("log_metric"):
             log_metric("readable", statistics.fmean(v.readable for v in verdicts))
             log_metric("rubric", statistics.fmean(v.rubric for v in verdicts))
@@ -337,11 +333,19 @@ def _scorer(config: JobConfig) -> Scorer | None:
     return Scorer(LlamaCppChatModel(settings, config.cache_dir))
 
 
-def _rate(scorer: Scorer, prompt: Sequence[Mapping[str, str]], workflow: Workflow, n_sources: int) -> float:
-    """The Scorer's verdict on ``workflow``, planned from ``prompt`` (its user turn holds the sources)."""
-    context = str(prompt[-1]["content"])
-    messages = review_messages(context, workflow, {str(n): n for n in range(1, n_sources + 1)})
-    return asyncio.run(scorer.rate(messages)).value
+async def _rate(
+    scorer: Scorer, verdicts: Sequence[Verdict], prompts: Sequence[Any], n_sources: Sequence[int]
+) -> list[Verdict]:
+    """The verdicts with the Scorer's on each readable workflow, asked with the sources of the prompt it was
+    planned from (the prompt's user turn)."""
+    rated = []
+    for verdict, prompt, n in zip(verdicts, prompts, n_sources, strict=True):
+        if verdict.workflow is not None:
+            numbers = {str(i): i for i in range(1, n + 1)}
+            messages = review_messages(str(prompt[-1]["content"]), verdict.workflow, numbers)
+            verdict = verdict.model_copy(update={"scorer": (await scorer.rate(messages)).value})
+        rated.append(verdict)
+    return rated
 
 
 def _progress_callback(emit: Emit) -> Any:
