@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 HEADING_BOOST = 3
 NAME_BOOST = 2
-FORMAT = 2  # the analysis below; 1 expanded identifiers client-side
+FORMAT = 3  # the analysis below; 1 expanded identifiers client-side, 2 kept letters and digits together
 MAX_WINDOW = 10_000  # index.max_result_window and the kNN num_candidates ceiling
 _BATCH = 1_000
 _KEYWORD = {"type": "keyword"}
@@ -38,8 +38,10 @@ _CHUNK_FIELDS = ["chunk_id", "doc_id", "ordinal", "title", "heading_path", "text
 
 # The server's analysers do what the embedded index does in Python (retrieval.lexical.index_terms):
 # split on anything but letters and digits (so pg_stat_replication and 10.0.0.10 split the way the
-# embedded tokenizer splits them), keep each identifier and add its case-change parts
-# (KubeAPIDown → KubeAPIDown Kube API Down), lower-case, drop stop words, Snowball English stems.
+# embedded tokenizer splits them), keep each identifier and add its case-change and letter-digit parts
+# (KubeAPIDown → KubeAPIDown Kube API Down, High403Rate → High403Rate High 403 Rate), lower-case, drop
+# stop words, Snowball English stems. (The server also splits plain words this way, ens5 → ens5 ens 5:
+# extra terms beside the original, which still matches as the embedded index's does.)
 # Indexing flattens the word-delimiter graph, as Elasticsearch requires of index-time graphs.
 _QUERY = ["opsflow_parts", "lowercase", "opsflow_stop", "opsflow_stem"]
 _INDEX = [_QUERY[0], "flatten_graph", *_QUERY[1:]]
@@ -52,7 +54,7 @@ ANALYSIS = {
     "filter": {
         "opsflow_parts": {
             "type": "word_delimiter_graph", "split_on_case_change": True, "preserve_original": True,
-            "split_on_numerics": False, "stem_english_possessive": False,
+            "split_on_numerics": True, "stem_english_possessive": False,
         },
         "opsflow_stop": {"type": "stop", "stopwords": sorted(STOP_WORDS)},
         "opsflow_stem": {"type": "snowball", "language": "English"},

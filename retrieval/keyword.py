@@ -35,6 +35,7 @@ from tantivy import Occur, Query
 from core.errors import RetrievalUnavailable
 from retrieval.lexical import STOP_WORDS, index_terms
 
+ANALYSIS = 2  # version of ``index_terms``' output (2: letters and digits of identifiers part); see runbook_hashes
 HEADING_BOOST = 3.0
 NAME_BOOST = 2.0
 _HEAP = 15_000_000  # tantivy's minimum writer memory budget
@@ -127,7 +128,7 @@ class KeywordIndex:
             tantivy.Document(
                 key=doc_id,
                 doc_id=doc_id,
-                runbook=runbook.content_hash,
+                runbook=f"{ANALYSIS}:{runbook.content_hash}",
                 names=analysed("\n".join(runbook.names)),
                 about=analysed(runbook.about),
             )
@@ -189,12 +190,18 @@ class KeywordIndex:
         return _WORD.sub(corrected, query)
 
     def runbook_hashes(self) -> dict[str, str]:
-        """doc_id → content hash of every runbook entry (to check the index against its source of truth)."""
+        """doc_id → content hash of every runbook entry (to check the index against its source of truth);
+        "" for a document analysed by another version of ``index_terms`` (``ANALYSIS``), so that its owner
+        re-indexes it as if its content had changed."""
         self.flush()
         searcher = self._index.searcher()
         every = Query.regex_query(self._schema, "runbook", ".*")
         docs = (searcher.doc(address) for _, address in searcher.search(every, max(searcher.num_docs, 1)).hits)
-        return {doc["key"][0]: doc["runbook"][0] for doc in docs}
+        hashes = {}
+        for doc in docs:
+            version, _, content_hash = doc["runbook"][0].partition(":")
+            hashes[doc["key"][0]] = content_hash if version == str(ANALYSIS) else ""
+        return hashes
 
     def _search(self, query: str, k: int, fields: Iterable[tuple[str, float]]) -> list[tuple[str, float]]:
         terms = list(dict.fromkeys(index_terms(query)))

@@ -8,7 +8,8 @@ from typing import Any
 
 from core.types import IncidentNode, normalise_name
 
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+# Case changes, and where letters meet digits: CollectorHigh403ForbiddenResponseRate names "403".
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=\d)")
 _IDENTIFIER = re.compile(r"\b[A-Za-z][a-z0-9]*[A-Z][A-Za-z0-9]*\b")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 

@@ -72,11 +72,11 @@ def test_chunk_index_searches_heading_and_body_and_only_stores_raw_text() -> Non
     assert body["mappings"]["_meta"] == {"opsflow_format": FORMAT}
 
 
-def test_the_server_splits_identifiers_on_case_changes_keeping_the_original() -> None:
+def test_the_server_splits_identifiers_on_case_changes_and_digits_keeping_the_original() -> None:
     analysis = chunk_index_body(8)["settings"]["analysis"]
     parts = analysis["filter"]["opsflow_parts"]
     assert parts["type"] == "word_delimiter_graph"
-    assert parts["split_on_case_change"] and parts["preserve_original"]
+    assert parts["split_on_case_change"] and parts["split_on_numerics"] and parts["preserve_original"]
     # Index-time graphs must be flattened; the search analyser keeps the graph.
     index_filters = analysis["analyzer"]["opsflow_text"]["filter"]
     query_filters = analysis["analyzer"]["opsflow_query"]["filter"]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from retrieval import keyword
 from retrieval.keyword import ChunkText, KeywordIndex, RunbookText, analysed
 
 
@@ -111,6 +112,16 @@ def test_known_words_short_words_and_other_forms_of_known_words_are_kept(index: 
     assert index.spelling("inserting into a tabel") == "inserting into a table"  # "inserting": a form of "insert"
     assert index.spelling("pdos pendng") == "pdos pending"  # four letters are too few to correct
     assert index.spelling("inserts fail on the tables") == "inserts fail on the tables"
+
+
+def test_a_document_analysed_by_another_version_reads_as_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = KeywordIndex(tmp_path / "keywords")
+    first.replace("a", [ChunkText("a#0", "", "disk full")], runbook("a", "NodeDiskFull", content_hash="h7"))
+    first.flush()
+    monkeypatch.setattr(keyword, "ANALYSIS", keyword.ANALYSIS + 1)
+    assert KeywordIndex(tmp_path / "keywords").runbook_hashes() == {"a": ""}  # its owner re-indexes it
 
 
 def test_an_index_of_an_older_schema_is_dropped_for_a_rebuild(tmp_path: Path) -> None:

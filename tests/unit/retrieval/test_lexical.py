@@ -13,6 +13,14 @@ def test_expansion_keeps_the_original_text_first() -> None:
     assert expand_identifiers("plain words") == "plain words"
 
 
+def test_the_numbers_of_an_identifier_are_words_of_their_own() -> None:
+    assert query_terms("CollectorHigh403ForbiddenResponseRate") == [
+        "collectorhigh403forbiddenresponserate", "collector", "high", "403", "forbidden", "response", "rate"
+    ]  # fmt: skip
+    assert query_terms("NooBaaSystemCapacityWarning85")[-2:] == ["warning", "85"]
+    assert query_terms("ens5 is down") == ["ens5", "down"]  # a plain word with a digit is no identifier
+
+
 def test_numbers_survive_and_punctuation_goes() -> None:
     assert query_terms('exit code 137; "OOMKilled"') == ["exit", "code", "137", "oomkilled", "oom", "killed"]
 
