@@ -6,10 +6,12 @@ answer (the extractive planner) gets 👍 when its STEPScore F1 against the gold
 ``CLOSE``, else 👎 and an Edit equal to the gold. Each stage is then a real ``opsflow train run``
 (export → the job subprocess → the gate against the served version), started from the last
 promoted adapter. After each stage the stage's adapter (promoted or not, so a refused stage shows on
-the curve) plans the held-aside cases with numbered-line replies, LLM only (``bench.planners``), and
-the Scorer's pairwise accuracy is measured on held-aside pairs: the gold ≻ a corrupted copy (steps
-shuffled, a decision dropped, another runbook's steps) and the gold ≻ a 👎-worthy answer. GRPO comes
-last, so that its reward asks the Scorer its DPO left (FlowXpert's co-evolution), when the gate promoted it.
+the curve) plans the held-aside cases with numbered-line replies, LLM only (``bench.planners``). The
+Scorer's stage reports what its gate measured, base and trained: pairwise accuracy on pairs from the
+held-aside cases (``bot.evaluation.scorer_pairs``: the gold ≻ a corrupted copy, steps shuffled, a
+decision dropped or another runbook's steps, and the gold ≻ a 👎-worthy answer). GRPO comes last, so
+that its reward asks the Scorer its DPO left (FlowXpert's co-evolution), when the gate promoted it.
+``--stages`` runs some parts only (the Scorer's alone takes about 20 minutes on 2 cores).
 
 Needs the train extra and a knowledge base of ``../shared/bench/corpus`` in OPSFLOW_DATA_DIR (ingested
 when empty). Everything it writes goes to ``--out`` (default ``<data_dir>/learning-curve``, replaced each
@@ -36,24 +38,19 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import ROOT, SHARED_BENCH
-from bench.planners import WRONG_BELOW, answerable, llm_only, similarity_embedder, step_f1
+from bench.planners import answerable, llm_only, similarity_embedder, step_f1
 from bot.app import Knowledge, open_knowledge
-from bot.evaluation import EVAL_DEPTH, Case, load_cases
+from bot.evaluation import EVAL_DEPTH, Case, gold_workflow, load_cases
 from bot.ingest import ingest
 from core.errors import PlanError
 from core.settings import Settings
-from core.types import Retrieval, Workflow
-from generation.editing import from_lines
 from generation.llamacpp import LlamaCppChatModel
 from generation.planner import LlmPlanner
-from generation.scorer import Scorer
 from retrieval.ports import Embedder
 from trainer.store import Interaction
 
 CLOSE = 0.5  # an answer this close to the gold gets a 👍
 REPLAY_USER = "bench-replay"
-Pair = tuple[str, Retrieval, Workflow, Workflow]
-"""(kind, retrieval, the better workflow, the worse one), for the Scorer."""
 
 
 def split_by_document(cases: Sequence[Case], held: float, seed: int) -> tuple[list[Case], list[Case]]:
@@ -63,24 +60,6 @@ def split_by_document(cases: Sequence[Case], held: float, seed: int) -> tuple[li
     aside = set(docs[: max(1, round(held * len(docs)))])
     usable = [c for c in answerable(cases) if c.doc_ids]
     return [c for c in usable if c.doc_ids[0] not in aside], [c for c in usable if c.doc_ids[0] in aside]
-
-
-def gold_lines(steps: Sequence[dict[str, Any]]) -> str:
-    """The gold steps as the Edit modal's lines: a chain, decisions going on (yes) or to the end (no)."""
-    texts = [(str(g["type"]), " ".join(str(g["text"]).split())) for g in steps if str(g.get("text", "")).strip()]
-    last = len(texts)
-    lines = []
-    for i, (kind, text) in enumerate(texts, 1):
-        if kind == "decision" and i < last:
-            lines.append(f"{i}? {text} yes: {i + 1} no: {last}")
-        else:
-            lines.append(f"{i}{'=' if i == last else '.'} {text}")
-    return "\n".join(lines)
-
-
-def gold_workflow(steps: Sequence[dict[str, Any]], answer: Workflow | None, title: str) -> Workflow:
-    """The gold as an engineer's Edit of ``answer``: lines keep the sources of the step they replace."""
-    return from_lines(gold_lines(steps), answer or Workflow(title=title, steps=()))
 
 
 async def replay(kb: Knowledge, embedder: Embedder | None, cases: Sequence[Case]) -> dict[str, int]:
@@ -111,59 +90,12 @@ async def replay(kb: Knowledge, embedder: Embedder | None, cases: Sequence[Case]
             await kb.records.record_feedback(interaction.id, REPLAY_USER, via="reaction", vote=1)
             counts["up"] += 1
         else:
-            fixed = gold_workflow(case.gold_steps, answer.workflow, answer.workflow.title)
+            fixed = gold_workflow(case, answer.workflow)
             await kb.records.record_feedback(
                 interaction.id, REPLAY_USER, via="edit", vote=-1, corrected=fixed.model_dump(mode="json")
             )
             counts["down_edited"] += 1
     return counts
-
-
-def corruptions(case: Case, other: Case, rng: random.Random) -> dict[str, list[dict[str, Any]]]:
-    """Worse copies of the case's gold steps, by kind."""
-    gold = [g for g in case.gold_steps if str(g.get("text", "")).strip()]
-    shuffled = gold[:]
-    while len(gold) > 1 and shuffled == gold:
-        rng.shuffle(shuffled)
-    decisions = [i for i, g in enumerate(gold) if g["type"] == "decision"]
-    drop = decisions[0] if decisions else len(gold) // 2
-    out = {"shuffled": shuffled, "decision_dropped": gold[:drop] + gold[drop + 1 :], "other_runbook": other.gold_steps}
-    return {kind: list(steps) for kind, steps in out.items() if steps and steps != gold}
-
-
-async def scorer_pairs(
-    kb: Knowledge, cases: Sequence[Case], seed: int
-) -> list[tuple[str, Retrieval, Workflow, Workflow]]:
-    """Held-aside (kind, retrieval, better, worse) pairs for the Scorer."""
-    rng = random.Random(seed)
-    pairs = []
-    for n, case in enumerate(cases):
-        retrieval = await kb.retriever.retrieve(case.query, k=EVAL_DEPTH)
-        answer, _ = await kb.service.answer(case.query, k=EVAL_DEPTH, planner="extractive")  # gate_cases checked it
-        good = gold_workflow(case.gold_steps, answer.workflow, case.query)
-        for kind, steps in corruptions(case, cases[(n + 1) % len(cases)], rng).items():
-            pairs.append((kind, retrieval, good, gold_workflow(steps, answer.workflow, case.query)))
-        if answer.workflow is not None and await step_f1(None, answer.workflow, case) < WRONG_BELOW:
-            pairs.append(("rejected_answer", retrieval, good, answer.workflow))
-    return pairs
-
-
-async def scorer_accuracy(scorer: Scorer, pairs: Sequence[Pair]) -> dict[str, Any]:
-    """Share of pairs the Scorer rates the better side higher (a tie counts half), overall and by kind."""
-    wins: dict[str, list[float]] = {}
-    golds: dict[int, float] = {}  # each gold is scored once: its pairs share it
-    for kind, retrieval, good, bad in pairs:
-        if id(good) not in golds:
-            golds[id(good)] = (await scorer.score(retrieval, good)).value
-        better, worse = golds[id(good)], (await scorer.score(retrieval, bad)).value
-        wins.setdefault(kind, []).append(1.0 if better > worse else 0.5 if better == worse else 0.0)
-    every = [w for ws in wins.values() for w in ws]
-    return {
-        "accuracy": round(sum(every) / len(every), 4) if every else None,
-        "ties": round(sum(w == 0.5 for w in every) / len(every), 4) if every else None,
-        "pairs": len(every),
-        "by_kind": {k: round(sum(ws) / len(ws), 4) for k, ws in sorted(wins.items())},
-    }
 
 
 def train_stage(env: dict[str, str], method: str, target: str, steps: int, args: argparse.Namespace,
@@ -204,15 +136,6 @@ async def measure(
     return result
 
 
-async def measure_scorer(settings: Settings, pairs: Sequence[Pair], gguf: str | None) -> dict[str, Any]:
-    """The Scorer's pairwise accuracy with the adapter ``gguf`` (None: the base model)."""
-    model = chat_model(settings, gguf)
-    try:
-        return await scorer_accuracy(Scorer(model), pairs)
-    finally:
-        await model.aclose()
-
-
 def plot(stages: Sequence[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -225,7 +148,7 @@ def plot(stages: Sequence[dict[str, Any]], path: Path) -> None:
     for key, label in (("valid_rate", "valid rate"), ("llm_only_f1", "LLM-only F1"),
                        ("valid_but_wrong", "valid but wrong"), ("extractive_f1", "extractive F1")):  # fmt: skip
         ax.plot(x, [s.get(key) for s in stages], marker="o", label=label)
-    scorer = [(i, s["scorer"]["accuracy"]) for i, s in enumerate(stages) if s.get("scorer")]
+    scorer = [(i, s["scorer"]["pairwise_accuracy"]) for i, s in enumerate(stages) if s.get("scorer")]
     if scorer:
         ax.plot(*zip(*scorer, strict=True), marker="s", linestyle="--", label="Scorer pairwise accuracy")
     for i, s in enumerate(stages):
@@ -259,7 +182,7 @@ def _summary_line(stage: dict[str, Any]) -> str:
     scorer = s.get("scorer") or {}
     if "valid_rate" not in s:
         return (
-            f"{s['stage']:10} {s.get('failed', '')} scorer accuracy {scorer.get('accuracy', '-')} "
+            f"{s['stage']:10} {s.get('failed', '')} scorer accuracy {scorer.get('pairwise_accuracy', '-')} "
             f"(ties {scorer.get('ties', '-')}, {scorer.get('pairs', 0)} pairs, by kind {scorer.get('by_kind', {})})  "
             f"s/step {s.get('seconds_per_step', '-')}  wall {s.get('wall_seconds', '-')} s  "
             f"peak RSS {s.get('peak_rss_mb', '-')} MB  gate {s.get('gate', '-')}"
@@ -268,7 +191,7 @@ def _summary_line(stage: dict[str, Any]) -> str:
         f"{s['stage']:10} valid {s['valid_rate']:.0%}  valid-but-wrong {s['valid_but_wrong']:.0%}  "
         f"LLM-only F1 {s['llm_only_f1']:.3f}  extractive F1 {s['extractive_f1']:.3f}  "
         f"lint-clean {s['lint_clean_rate']:.0%}  p50 {s['latency_s']['p50']:.1f} s  "
-        f"scorer acc {scorer.get('accuracy', '-')}  s/step {s.get('seconds_per_step', '-')}  "
+        f"scorer acc {scorer.get('pairwise_accuracy', '-')}  s/step {s.get('seconds_per_step', '-')}  "
         f"wall {s.get('wall_seconds', '-')} s  peak RSS {s.get('peak_rss_mb', '-')} MB  gate {s.get('gate', '-')}"
     )
 
@@ -312,26 +235,33 @@ async def run(args: argparse.Namespace, out: Path, training: list[Case], held: l
         embedder = await similarity_embedder(kb.embedder)
         held = await gate_cases(kb, held, args.eval_cases, out / "held_aside.jsonl")
         print(f"replay: {await replay(kb, embedder, training)}; {len(held)} held-aside cases measured", flush=True)
-        stages.append({"stage": "base"} | await measure(kb, settings, embedder, held, None))
-        await save(stages, out)
         init: Path | None = None
-        for method, steps in (("sft", args.sft_steps), (args.preference, args.pref_steps)):
-            init = await planner_stage(kb, settings, embedder, held, env, method, steps, args, init, stages, out)
-        pairs = await scorer_pairs(kb, held[: args.scorer_cases], args.seed)
-        stages.append({"stage": "scorer-base", "scorer": await measure_scorer(settings, pairs, None)})
-        await save(stages, out)
-        job = await asyncio.to_thread(train_stage, env, "dpo", "scorer", args.scorer_steps, args, None)
-        if "failed" in job:
-            stages.append({"stage": "scorer-dpo", "failed": job["failed"], "wall_seconds": job["wall_seconds"]})
-        else:
-            accuracy = await measure_scorer(settings, pairs, job["adapter"])
-            stages.append(
-                {"stage": "scorer-dpo", "scorer": accuracy, "wall_seconds": job["wall_seconds"]} | _job_metrics(job)
-            )
-        await save(stages, out)
+        if "planner" in args.stages:
+            stages.append({"stage": "base"} | await measure(kb, settings, embedder, held, None))
+            await save(stages, out)
+            for method, steps in (("sft", args.sft_steps), (args.preference, args.pref_steps)):
+                init = await planner_stage(kb, settings, embedder, held, env, method, steps, args, init, stages, out)
+        if "scorer" in args.stages:
+            await scorer_stage(env, args, stages, out)
         # GRPO last: its reward asks the Scorer that serves now, the one the gate just promoted (or the base).
-        await planner_stage(kb, settings, embedder, held, env, "grpo", args.grpo_steps, args, init, stages, out)
+        if "grpo" in args.stages:
+            await planner_stage(kb, settings, embedder, held, env, "grpo", args.grpo_steps, args, init, stages, out)
     return stages
+
+
+async def scorer_stage(env: dict[str, str], args: argparse.Namespace, stages: list[dict[str, Any]], out: Path) -> None:
+    """Train the Scorer with DPO; its gate measures the pairwise accuracy of the base and the trained Scorer
+    on pairs from the gate's cases, and both figures are the curve's."""
+    job = await asyncio.to_thread(train_stage, env, "dpo", "scorer", args.scorer_steps, args, None)
+    if "failed" in job:
+        stages.append({"stage": "scorer-dpo", "failed": job["failed"], "wall_seconds": job["wall_seconds"]})
+    else:
+        gate = job["metrics"]["gate"]
+        stages.append({"stage": "scorer-base", "scorer": gate["before"]})
+        await save(stages, out)
+        stages.append({"stage": "scorer-dpo", "scorer": gate["after"], "wall_seconds": job["wall_seconds"]}
+                      | _job_metrics(job))  # fmt: skip
+    await save(stages, out)
 
 
 async def planner_stage(kb: Knowledge, settings: Settings, embedder: Embedder | None, held: Sequence[Case],
@@ -382,7 +312,13 @@ def main() -> None:
     parser.add_argument("--pref-steps", type=int, default=4)
     parser.add_argument("--grpo-steps", type=int, default=1)
     parser.add_argument("--scorer-steps", type=int, default=6)
-    parser.add_argument("--scorer-cases", type=int, default=4, help="Held-aside cases the Scorer's pairs come from.")
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        choices=["planner", "scorer", "grpo"],
+        default=["planner", "scorer", "grpo"],
+        help="Which parts to run: the planner's base, SFT and preference stages; the Scorer's; GRPO.",
+    )
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--generations", type=int, default=4, help="GRPO completions per prompt (its batch).")
     parser.add_argument("--completion-length", type=int, default=160, help="GRPO tokens per completion.")

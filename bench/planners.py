@@ -23,7 +23,7 @@ import numpy as np
 
 from bench._common import SHARED_BENCH
 from bot.app import open_knowledge
-from bot.evaluation import EVAL_DEPTH, Case, load_cases, percentiles
+from bot.evaluation import EVAL_DEPTH, WRONG_BELOW, Case, load_cases, percentiles
 from core.errors import ModelUnavailable, PlanError
 from core.settings import Settings
 from core.types import Workflow
@@ -34,8 +34,6 @@ from generation.planner import LlmPlanner, reply_format_for
 from generation.prompts import ReplyFormat
 from retrieval.ports import Embedder
 from retrieval.retriever import Retriever
-
-WRONG_BELOW = 0.2  # a valid workflow with a lower STEPScore F1 is "valid but wrong"
 
 
 def answerable(cases: Sequence[Case]) -> list[Case]:

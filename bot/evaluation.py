@@ -1,4 +1,5 @@
-"""``opsflow eval``: run the benchmark's cases; report STEPScore, retrieval hits and latency.
+"""``opsflow eval``: run the benchmark's cases; report STEPScore, retrieval hits and latency; and the
+Scorer's pairwise accuracy on pairs built from the same cases (``scorer_pairs``), which its gate compares.
 
 Case format: ``../shared/bench/cases.dev.jsonl`` (id, query, gold_steps, doc_ids, related_doc_ids,
 unanswerable…). Step similarity is all-MiniLM-L6-v2 cosine (the benchmark's backend), or token F1
@@ -7,6 +8,7 @@ when the model cannot be loaded; the report names which.
 
 from __future__ import annotations
 
+import random
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,13 +18,19 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from bot.service import PlannerKind, Service
-from core.errors import ModelUnavailable
-from core.types import Answer, Retrieval
+from core.errors import ModelUnavailable, PlanError
+from core.types import Answer, Retrieval, Step, Workflow
 from generation import stepscore
+from generation.editing import chained
+from generation.scorer import Scorer
 from retrieval.ports import Embedder
 from retrieval.retriever import Retriever
+from trainer.datasets import corrupted  # the Scorer trains on the same corruptions its gate measures
 
 EVAL_DEPTH = 20  # passages retrieved per case, enough for a ranking of at least five documents
+WRONG_BELOW = 0.2  # a workflow with a lower STEPScore F1 against the gold is wrong (lexical similarity)
+ScorerPair = tuple[str, Retrieval, Workflow, Workflow]
+"""(kind, retrieval, the better workflow, the worse one): one held-aside pair for the Scorer."""
 
 
 class Case(BaseModel):
@@ -80,6 +88,74 @@ async def evaluate_retrieval(retriever: Retriever, cases: Sequence[Case]) -> tup
         "latency_ms": percentiles([r.took_ms for r in results]),
     }
     return summary, results
+
+
+def gold_workflow(case: Case, answer: Workflow | None) -> Workflow:
+    """The case's gold steps as a chain (``generation.editing.chained``), each keeping the citations of
+    ``answer``'s step at its position, as an engineer's Edit of that answer would; raises PlanError when
+    the case has no gold steps."""
+    cited = answer.steps if answer is not None else ()
+    steps = [
+        Step(id=str(i), type=g["type"], text=" ".join(str(g["text"]).split()),
+             citations=cited[i].citations if i < len(cited) else ())
+        for i, g in enumerate(g for g in case.gold_steps if str(g.get("text", "")).strip())
+    ]  # fmt: skip
+    return chained(answer.title if answer is not None else case.query, steps)
+
+
+def lexical_f1(workflow: Workflow, case: Case) -> float:
+    """STEPScore F1 of ``workflow`` against the case's gold with lexical similarity (no model needed)."""
+    pred = [{"type": s.type, "text": s.text} for s in workflow.steps]
+    gold = [g for g in case.gold_steps if str(g.get("text", "")).strip()]
+    threshold = stepscore.THRESHOLD["lexical"]
+    scored = stepscore.score_case(
+        pred, gold, stepscore.lexical_similarity, threshold, abstained=False, unanswerable=False
+    )
+    return float(scored["f1"])
+
+
+async def scorer_pairs(service: Service, cases: Sequence[Case], *, seed: int) -> list[ScorerPair]:
+    """Pairs the Scorer should order, from the answerable ``cases``: the gold ≻ each of its corrupted copies
+    (``trainer.datasets.corrupted``: shuffled, a decision dropped, the next case's gold), and the gold ≻
+    the extractive answer when that answer is wrong (F1 below ``WRONG_BELOW``). Cases the extractive
+    planner cannot answer are left out. Deterministic for ``seed``."""
+    answered = []
+    for case in cases:
+        if case.unanswerable or not any(str(g.get("text", "")).strip() for g in case.gold_steps):
+            continue
+        try:
+            answer, retrieval = await service.answer(case.query, k=EVAL_DEPTH, planner="extractive")
+        except PlanError:
+            continue
+        if answer.workflow is not None:
+            answered.append((case, retrieval, answer.workflow, gold_workflow(case, answer.workflow)))
+    rng = random.Random(seed)
+    pairs: list[ScorerPair] = []
+    for n, (case, retrieval, answer, gold) in enumerate(answered):
+        other = answered[(n + 1) % len(answered)][3]
+        pairs += [(kind, retrieval, gold, worse) for kind, worse in corrupted(gold, other, rng).items()]
+        if lexical_f1(answer, case) < WRONG_BELOW:
+            pairs.append(("rejected_answer", retrieval, gold, answer))
+    return pairs
+
+
+async def pairwise_accuracy(scorer: Scorer, pairs: Sequence[ScorerPair]) -> dict[str, Any]:
+    """The share of ``pairs`` the Scorer rates the better side of higher (a tie counts half), with the
+    share of ties, the number of pairs and the accuracy by kind; ``pairwise_accuracy`` is None without pairs."""
+    wins: dict[str, list[float]] = {}
+    golds: dict[int, float] = {}  # a gold is rated once: its pairs share it
+    for kind, retrieval, good, bad in pairs:
+        if id(good) not in golds:
+            golds[id(good)] = (await scorer.score(retrieval, good)).value
+        better, worse = golds[id(good)], (await scorer.score(retrieval, bad)).value
+        wins.setdefault(kind, []).append(1.0 if better > worse else 0.5 if better == worse else 0.0)
+    every = [w for ws in wins.values() for w in ws]
+    return {
+        "pairwise_accuracy": round(sum(every) / len(every), 4) if every else None,
+        "ties": round(sum(w == 0.5 for w in every) / len(every), 4) if every else None,
+        "pairs": len(every),
+        "by_kind": {k: round(sum(ws) / len(ws), 4) for k, ws in sorted(wins.items())},
+    }
 
 
 def prediction(case: Case, answer: Answer) -> dict[str, Any]:

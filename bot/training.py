@@ -2,7 +2,8 @@
 
 export (``trainer.datasets`` over the records and the knowledge base) → train in a subprocess
 (``trainer.jobs.run_job``) → evaluate the candidate and the version served now on the fixed
-evaluation set with the LLM planner (``bot.evaluation``) → ``trainer.gate`` → the registry marks it
+evaluation set (``bot.evaluation``: a planner by the LLM planner's STEPScore, a Scorer by its pairwise
+accuracy) → ``trainer.gate`` → the registry marks it
 promoted or rejected → the served models pick a promotion up at once. The trainer never imports the
 bot: the evaluation reaches the gate as a function.
 """
@@ -20,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import Knowledge, build_adapted_chat_model
-from bot.evaluation import Case, evaluate, load_cases
+from bot.evaluation import Case, evaluate, load_cases, pairwise_accuracy, scorer_pairs
 from bot.service import Service
 from connectors.tools import catalogue
 from core.errors import TrainingError
 from core.settings import Settings
 from generation.llamacpp import assemble_packaged_model
 from generation.planner import LlmPlanner, reply_format_for
-from generation.ports import ChatModel
 from generation.prompts import ReplyFormat
 from generation.scorer import Scorer
 from trainer.dataset_files import (
@@ -185,24 +185,21 @@ class Training:
         return cases
 
     async def evaluate(self, version: ModelVersion | None, *, target: Target, cases: Sequence[Case]) -> dict[str, Any]:
-        """Gate metrics of ``version`` (None: the base model) serving ``target`` with the LLM planner."""
+        """Gate metrics of ``version`` (None: the base model) serving ``target``: a planner's on ``cases``
+        with the LLM planner (``gate_metrics``); a Scorer's pairwise accuracy on the pairs built from them
+        (``bot.evaluation.scorer_pairs``)."""
         model = self._kb.chat if version is None else await build_adapted_chat_model(self._settings, version)
         try:
-            service = self._service(target, model)
+            if target == "scorer":
+                pairs = await scorer_pairs(self._kb.service, cases, seed=self._cfg.seed)
+                return await pairwise_accuracy(Scorer(model), pairs) | {"cases": len(cases), "model": model.name}
+            cfg = self._settings.planner.model_copy(update={"kind": "llm"})
+            service = Service(self._kb.retriever, cfg, LlmPlanner(model, reply_format=self.reply_format), None)
             summary, predictions = await evaluate(service, self._kb.embedder, cases, planner="llm")
         finally:
             if model is not self._kb.chat:
                 await model.aclose()
         return gate_metrics(summary, predictions)
-
-    def _service(self, target: Target, model: ChatModel) -> Service:
-        cfg = self._settings.planner.model_copy(update={"kind": "llm"})
-        if target == "planner":
-            return Service(self._kb.retriever, cfg, LlmPlanner(model, reply_format=self.reply_format), None)
-        # The Scorer matters where it picks among candidates: plan at least two, with the served planner.
-        cfg = cfg.model_copy(update={"samples": max(2, cfg.samples)})
-        planner = LlmPlanner(self._kb.served.models["planner"], reply_format=self.reply_format)
-        return Service(self._kb.retriever, cfg, planner, Scorer(model))
 
     async def _scorer_reward(self, base: Path) -> dict[str, Any]:
         """GRPO's Scorer, part of its reward: the served one (the promoted adapter, else the base model)

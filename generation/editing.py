@@ -15,6 +15,7 @@ so a correction stays grounded where the engineer left the text alone.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from core.errors import PlanError
 from core.types import Branches, Step, Workflow
@@ -72,3 +73,23 @@ def from_lines(text: str, original: Workflow) -> Workflow:
             raise PlanError(f"step {number} has no text")
         steps.append(step.model_copy(update={"citations": sources.get(number, ())}))
     return Workflow(title=original.title, steps=tuple(steps))
+
+
+def chained(title: str, steps: Sequence[Step]) -> Workflow:
+    """``steps`` as one chain in the given order, numbered 1…: each step leads to the next, a decision's
+    *no* to the last step, and the last step ends; types, texts and citations are kept. This is how a
+    list of gold steps (which has no links) or a reordered copy of a workflow becomes a workflow."""
+    if not steps:
+        raise PlanError("the workflow needs at least one step")
+    last = str(len(steps))
+    chain = []
+    for i, step in enumerate(steps, 1):
+        number, following = str(i), str(i + 1)
+        base = {"id": number, "text": step.text, "citations": step.citations}
+        if number == last:
+            chain.append(Step(type="terminal", **base))
+        elif step.type == "decision":
+            chain.append(Step(type="decision", branches=Branches(yes=following, no=last), **base))
+        else:
+            chain.append(Step(type="process", next=following, **base))
+    return Workflow(title=title, steps=tuple(chain))

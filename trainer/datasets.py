@@ -12,7 +12,8 @@ what is served. Rows are conversational (message lists).
 * ``kto`` rows ``{prompt, completion, label}`` from answers with a net vote;
 * ``sft`` rows ``{prompt, completion}`` from accepted and corrected workflows and the knowledge base;
 * ``grpo`` prompts with ``gold_steps`` and ``n_sources``, the columns ``trainer.rewards`` reads;
-* ``scorer`` pairs for the Scorer's DPO: the verdict rating the better workflow higher ≻ the other.
+* ``scorer`` pairs for the Scorer's DPO: the verdict rating the better workflow higher ≻ the other, for
+  the human and richness pairs and for corrupted copies of what people accepted (``corrupted``).
 
 Rows are deduplicated, capped per question and split train/eval by question key, so that no
 question (nor an equivalent one) is on both sides. Everything is deterministic for a seed.
@@ -33,6 +34,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.types import Answer, Retrieval, ToolSpec, Workflow, normalise_name
+from generation.editing import chained
 from generation.extractive import plan_extractive
 from generation.lines import write_lines
 from generation.prompts import (
@@ -79,7 +81,7 @@ class Preference:
     retrieval: Retrieval
     chosen: Workflow
     rejected: Workflow
-    origin: str  # votes | correction | execution | richness
+    origin: str  # votes | correction | execution | richness | corruption
 
     @property
     def key(self) -> str:
@@ -169,6 +171,38 @@ def richness_pair(retrieval: Retrieval) -> Preference | None:
         if poor is not None and _texts(poor) != _texts(rich):
             return Preference(retrieval, rich, poor, "richness")
     return None
+
+
+def corrupted(workflow: Workflow, other: Workflow, rng: random.Random) -> dict[str, Workflow]:
+    """Worse copies of ``workflow``, by kind: its steps shuffled, its first decision (else its middle
+    step) dropped, and ``other``'s steps (another runbook's) in its place; each a chain (``chained``).
+    A kind that would equal ``workflow`` is left out."""
+    steps = list(workflow.steps)
+    shuffled = steps[:]
+    while len({s.text for s in steps}) > 1 and [s.text for s in shuffled] == [s.text for s in steps]:
+        rng.shuffle(shuffled)
+    decisions = [i for i, s in enumerate(steps) if s.type == "decision"]
+    drop = decisions[0] if decisions else len(steps) // 2
+    # Another runbook's steps keep this workflow's citations by position: they look as grounded as a
+    # planner's wrong answer does, which cites the numbers of the sources it was shown.
+    elsewhere = [s.model_copy(update={"citations": steps[i].citations if i < len(steps) else ()})
+                 for i, s in enumerate(other.steps)]  # fmt: skip
+    kinds = {"shuffled": shuffled, "decision_dropped": steps[:drop] + steps[drop + 1 :], "other_runbook": elsewhere}
+    worse = {kind: chained(workflow.title, copy) for kind, copy in kinds.items() if copy}
+    return {kind: w for kind, w in worse.items() if _texts(w) != _texts(workflow)}
+
+
+def corruption_pairs(examples: Sequence[Example], seed: int) -> list[Preference]:
+    """The Scorer's synthesised pairs: each accepted or corrected workflow ≻ its corrupted copies
+    (``corrupted``; the other runbook is the next example's), so that it learns order, completeness and
+    grounding from what people accepted."""
+    rng = random.Random(seed)
+    pairs = []
+    for n, example in enumerate(examples):
+        other = examples[(n + 1) % len(examples)].workflow
+        for worse in corrupted(example.workflow, other, rng).values():
+            pairs.append(Preference(example.retrieval, example.workflow, worse, "corruption"))
+    return pairs
 
 
 def _without_lead(retrieval: Retrieval) -> Retrieval:
@@ -435,7 +469,11 @@ def build(
         "kto": resolve_labels(_rows(labelled(answers), kto)),
         "sft": _rows(demonstrations(answers), sft) + _rows(_knowledge(knowledge), sft),
         "grpo": _rows(demonstrations(answers) + _knowledge(knowledge), grpo),
-        "scorer": [(p.key, row) for p in human + synthesised for row in scorer_rows(p)],
+        "scorer": [
+            (p.key, row)
+            for p in human + synthesised + corruption_pairs(demonstrations(answers), cfg.seed)
+            for row in scorer_rows(p)
+        ],
     }
     keys = {key for keyed in rows.values() for key, _ in keyed}
     held = held_back(keys, cfg.eval_fraction, cfg.seed)

@@ -1,7 +1,9 @@
 """The promotion gate: a candidate replaces the served model only if it does not regress.
 
-The rule is ``decide``: ``overall_f1`` may not drop by more than the margin, and the share of
-schema-valid workflows may not drop at all. ``run_gate`` evaluates the candidate and the version
+The rule is ``decide``, by target. A planner's ``overall_f1`` may not drop by more than the margin, and
+its share of schema-valid workflows may not drop at all. A Scorer's ``pairwise_accuracy`` (the share of
+held-aside pairs it rates the better side of higher) may not drop by more than the margin: the planner's
+F1 cannot see a worse Scorer. ``run_gate`` evaluates the candidate and the version
 served now (the base model when none is) with the evaluation the caller passes in, so the
 trainer stays free of the bot's evaluation code, then stores both metrics on the candidate and
 promotes or rejects it.
@@ -19,10 +21,15 @@ from trainer.jobs import Target
 from trainer.registry import ModelRegistry, version_name
 from trainer.store import ModelVersion
 
-GATED = ("overall_f1", "schema_valid_rate")
+GATED: dict[Target, dict[str, bool]] = {
+    "planner": {"overall_f1": True, "schema_valid_rate": False},
+    "scorer": {"pairwise_accuracy": True},
+}
+"""Per target, the metrics the gate compares, each mapped to whether it may fall by up to the margin
+(False: it may not fall at all)."""
 
 Evaluate = Callable[[ModelVersion | None], Awaitable[Mapping[str, Any]]]
-"""Metrics of a version (None: the base model) on the fixed evaluation set; must include ``GATED``."""
+"""Metrics of a version (None: the base model) on the fixed evaluation set; must include its target's ``GATED``."""
 
 
 class GateDecision(BaseModel):
@@ -36,21 +43,28 @@ class GateDecision(BaseModel):
     baseline: dict[str, Any]
 
 
-def decide(candidate: Mapping[str, Any], baseline: Mapping[str, Any], *, margin: float) -> GateDecision:
-    """Promote unless ``overall_f1`` drops by more than ``margin`` or the schema-valid rate drops."""
-    missing = [name for name in GATED for m in (candidate, baseline) if m.get(name) is None]
+def decide(
+    candidate: Mapping[str, Any], baseline: Mapping[str, Any], *, margin: float, target: Target = "planner"
+) -> GateDecision:
+    """Promote unless a metric of ``GATED[target]`` falls by more than it may; raises TrainingError when
+    either side lacks one."""
+    gated = GATED[target]
+    missing = [name for name in gated for m in (candidate, baseline) if m.get(name) is None]
     if missing:
         raise TrainingError(f"the gate needs {', '.join(sorted(set(missing)))} for both models")
-    f1, base_f1 = float(candidate["overall_f1"]), float(baseline["overall_f1"])
-    valid, base_valid = float(candidate["schema_valid_rate"]), float(baseline["schema_valid_rate"])
-    refusals = []
-    if f1 < base_f1 - margin:
-        refusals.append(f"overall_f1 fell from {base_f1:.4f} to {f1:.4f}, more than the margin {margin:.4f}")
-    if valid < base_valid:
-        refusals.append(f"schema-valid rate fell from {base_valid:.4f} to {valid:.4f}")
-    summary = f"overall_f1 {base_f1:.4f} → {f1:.4f}, schema-valid rate {base_valid:.4f} → {valid:.4f}"
+    refusals, summary = [], []
+    for name, with_margin in gated.items():
+        after, before = float(candidate[name]), float(baseline[name])
+        allowed = margin if with_margin else 0.0
+        summary.append(f"{name} {before:.4f} → {after:.4f}")
+        if after < before - allowed:
+            beyond = f", more than the margin {margin:.4f}" if with_margin else ""
+            refusals.append(f"{name} fell from {before:.4f} to {after:.4f}{beyond}")
     return GateDecision(
-        promote=not refusals, reasons=tuple(refusals or [summary]), candidate=dict(candidate), baseline=dict(baseline)
+        promote=not refusals,
+        reasons=tuple(refusals or [", ".join(summary)]),
+        candidate=dict(candidate),
+        baseline=dict(baseline),
     )
 
 
@@ -64,7 +78,7 @@ async def run_gate(
     served = await registry.promoted(target)
     baseline = await evaluate(served)
     after = await evaluate(candidate)
-    decision = decide(after, baseline, margin=margin)
+    decision = decide(after, baseline, margin=margin, target=target)
     against = version_name(served) if served is not None else "base"
     await registry.update_metrics(
         candidate.id,

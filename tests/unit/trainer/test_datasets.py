@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 
 from core.types import Branches, Chunk, Citation, Passage, Retrieval, Step, Workflow
+from generation.editing import chained
 from generation.planner import parse_lines, parse_workflow
 from generation.prompts import PLANNER_LINES_SYSTEM, planner_messages, scorer_messages
+from generation.validation import problems
 from trainer.datasets import (
     BuildConfig,
     Example,
@@ -21,6 +23,8 @@ from trainer.datasets import (
     build,
     cap,
     correction_pairs,
+    corrupted,
+    corruption_pairs,
     demonstrations,
     dpo_row,
     held_back,
@@ -329,7 +333,9 @@ def test_synthesised_pairs_only_top_up_scarce_human_pairs(min_pairs: int, synthe
     data = build([answer(1, Q1, GOOD, 1), answer(2, Q1, BAD, -1)], knowledge, cfg=BuildConfig(min_pairs=min_pairs))
     assert sum(data.sizes()["dpo"].values()) == 1 + synthesised
     assert sum(data.sizes()["sft"].values()) == 1 + len(knowledge)  # the accepted answer and the runbooks
-    assert sum(data.sizes()["scorer"].values()) == 2 * (1 + len(knowledge))
+    # Two rows per pair: the human and synthesised pairs, and the accepted answer ≻ its two corrupted
+    # copies (shuffled, a step dropped; there is no other accepted runbook to swap in).
+    assert sum(data.sizes()["scorer"].values()) == 2 * (1 + len(knowledge)) + 2 * 2
 
 
 def test_lines_rows_carry_the_compact_prompt_and_read_back_with_the_serving_reader() -> None:
@@ -353,3 +359,31 @@ def test_build_renders_every_planner_dataset_in_the_configured_reply_format() ->
     completions = [r.get("completion", r.get("chosen"))[0]["content"] for r in rows]
     assert all(re.match(r"^1[.?=] ", c) for c in completions)
     assert {r["reply_format"] for part in (data.train, data.eval) for r in part["grpo"]} == {"lines"}
+
+
+def _texts(w: Workflow) -> list[str]:
+    return [s.text for s in w.steps]
+
+
+def test_corrupted_copies_are_worse_by_kind_and_keep_the_sources_by_position() -> None:
+    decision = Step(id="s2", type="decision", text="Are there idle connections?", branches=Branches(yes="s3", no="s4"))
+    base = workflow("Check pg_stat_activity", "Terminate idle connections", "Raise max_connections")
+    good = chained(base.title, (base.steps[0], decision, *base.steps[1:]))
+    other = workflow("Flush the DNS cache", "Restart CoreDNS", cite="net/Dns.md#0")
+    worse = corrupted(good, other, random.Random(0))
+    assert set(worse) == {"shuffled", "decision_dropped", "other_runbook"}
+    assert sorted(_texts(worse["shuffled"])) == sorted(_texts(good)) and _texts(worse["shuffled"]) != _texts(good)
+    assert "Are there idle connections?" not in _texts(worse["decision_dropped"])
+    assert _texts(worse["other_runbook"]) == ["Flush the DNS cache", "Restart CoreDNS"]
+    assert worse["other_runbook"].steps[0].citations == good.steps[0].citations
+    assert all(problems(w, {"db/PostgresTooManyConnections.md#2"}) == [] for w in worse.values())
+
+
+def test_the_scorer_also_learns_from_corrupted_copies_of_accepted_answers() -> None:
+    answers = [answer(1, Q1, GOOD, 1), answer(2, Q2, workflow("Check disk", "Grow the volume"), 1, lead="db/Disk.md")]
+    pairs = corruption_pairs(demonstrations(answers), seed=0)
+    assert {p.origin for p in pairs} == {"corruption"} and {p.chosen for p in pairs} == {a.workflow for a in answers}
+    assert all(_texts(p.rejected) != _texts(p.chosen) for p in pairs)
+    data = build(answers)
+    rows = data.train["scorer"] + data.eval["scorer"]
+    assert any(r["prompt"] == scorer_messages(pairs[0].retrieval, pairs[0].rejected) for r in rows)

@@ -105,6 +105,16 @@ def test_the_gate_refuses_a_regression(
     assert decision.reasons and (promote or all("fell" in r for r in decision.reasons))
 
 
+def test_a_scorer_is_gated_on_its_pairwise_accuracy_not_on_the_planners_f1(records_url: str) -> None:
+    worse = decide({"pairwise_accuracy": 0.46}, {"pairwise_accuracy": 0.68}, margin=0.02, target="scorer")
+    assert not worse.promote and worse.reasons == (
+        "pairwise_accuracy fell from 0.6800 to 0.4600, more than the margin 0.0200",
+    )
+    assert decide({"pairwise_accuracy": 0.67}, {"pairwise_accuracy": 0.68}, margin=0.02, target="scorer").promote
+    with pytest.raises(TrainingError, match="pairwise_accuracy"):
+        decide(scores(0.5, 1.0), scores(0.4, 1.0), margin=0.02, target="scorer")
+
+
 def test_the_gate_needs_both_metrics(records_url: str) -> None:
     with pytest.raises(TrainingError, match="schema_valid_rate"):
         decide({"overall_f1": 0.5}, scores(0.4, 1.0), margin=0.0)
