@@ -7,9 +7,10 @@ Four rankings run concurrently: BM25 and dense over chunks, the chunks of incide
 names, and BM25 over each runbook's names and descriptions. Runbooks the other rankings found but
 the dense top n missed then get their dense scores too. Runbooks are ranked by the weighted sum
 of their normalised evidence in each, in which a runbook's passages add up
-(``retrieval.fusion.score_documents``); a runbook's passages keep their reciprocal-rank order. A ranking that
-fails is reported in ``Retrieval.degraded`` and the others still answer; only when both chunk
-rankings fail is ``RetrievalUnavailable`` raised.
+(``retrieval.fusion.score_documents``); runbooks of one alert at other levels (…Warning, …Critical)
+then trade places by their BM25 alone (``tell_siblings_apart``). A runbook's passages keep their
+reciprocal-rank order. A ranking that fails is reported in ``Retrieval.degraded`` and the others still
+answer; only when both chunk rankings fail is ``RetrievalUnavailable`` raised.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ T = TypeVar("T")
 # 10.0.1.5:9100): which machine, not what is wrong. Runbooks are written for every instance.
 _INSTANCE = re.compile(r"(?=\S*\d)(?=\S*[-._:/=])\S+")
 _NAME_PART = re.compile(r"(?<![^\W_])[^\W\d_]{3,}(?![^\W_])")
+_DIGITS = re.compile(r"(?<=[A-Za-z])(?=\d)")
+SEVERITIES = frozenset({"info", "warning", "minor", "major", "critical"})
 _VERSION = re.compile(r"v?\d+(?:\.\d+){1,2}\W*")  # 4.19, v1.28.3: what changed, and runbooks name it
 
 
@@ -120,6 +123,7 @@ class Retriever:
         chunk_order = reciprocal_rank_fusion(rankings, k=cfg.rrf_k, weights=weights)
         named_docs = [(doc_of(c), 1.0) for c in rankings["named"]]
         docs = score_documents(hits, {"runbook": runbook, "named": named_docs}, weights=weights)
+        docs = tell_siblings_apart(docs, dict(score_documents({"bm25": hits["bm25"]}, {}, weights={})))
         chosen = await self._passages(docs, [c for c, _, _ in chunk_order], top_k)
         ranks = {cid: r for cid, _, r in chunk_order}
         raw = {name: dict(found) for name, found in (*hits.items(), ("runbook", runbook))}
@@ -201,6 +205,32 @@ class Retriever:
         for node in await self._graph.neighbours(anchors):
             hits.setdefault(node.node_id, NodeHit(node=node, score=0.25, via="neighbour"))
         return sorted(hits.values(), key=lambda h: -h.score)[:MAX_NODES]
+
+
+def sibling_key(doc_id: str) -> str:
+    """What a runbook is about without its severity and threshold: ``…/GuestVCPUQueueHighWarning.md`` and
+    ``…/GuestVCPUQueueHighCritical.md`` (one alert at two levels) share ``…/guest vcpu queue high``."""
+    folder, _, stem = doc_id.rpartition("/")
+    words = normalise_name(_DIGITS.sub(" ", stem.rsplit(".", 1)[0])).split()
+    return f"{folder}/{' '.join(w for w in words if w not in SEVERITIES and not w.isdigit())}"
+
+
+def tell_siblings_apart(docs: list[tuple[str, float]], lexical: dict[str, float]) -> list[tuple[str, float]]:
+    """``docs`` (best first) with each set of siblings (``sibling_key``) reordered among the places they hold,
+    by ``lexical`` evidence (a runbook's BM25 over its passages); ties keep their order.
+
+    Siblings read alike, so meaning and names rank them by noise: what tells them apart is the words
+    the question shares with one only (its threshold, 'critical'). Each place keeps its score."""
+    places: dict[str, list[int]] = {}
+    for i, (doc_id, _) in enumerate(docs):
+        places.setdefault(sibling_key(doc_id), []).append(i)
+    ordered = list(docs)
+    for held in places.values():
+        if len(held) > 1:
+            best_first = sorted(held, key=lambda i: -lexical.get(docs[i][0], 0.0))  # stable: ties keep order
+            for place, i in zip(held, best_first, strict=True):
+                ordered[place] = (docs[i][0], docs[place][1])
+    return ordered
 
 
 def _most_specific_first(nodes: list[IncidentNode]) -> list[IncidentNode]:

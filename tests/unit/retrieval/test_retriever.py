@@ -11,7 +11,7 @@ from bot.app import open_knowledge
 from core.errors import RetrievalUnavailable
 from core.settings import GraphSettings, Settings
 from retrieval.neo4j import Neo4jGraphStore
-from retrieval.retriever import Retriever, name_keys, without_instances
+from retrieval.retriever import Retriever, name_keys, sibling_key, tell_siblings_apart, without_instances
 
 
 def test_name_keys_are_query_ngrams_long_enough_to_name_something() -> None:
@@ -33,6 +33,25 @@ def test_name_keys_are_query_ngrams_long_enough_to_name_something() -> None:
 )  # fmt: skip
 def test_instance_identifiers_are_searched_as_their_words(query: str, searched: str) -> None:
     assert without_instances(query) == searched
+
+
+def test_one_alert_at_two_levels_or_thresholds_is_one_family_per_folder() -> None:
+    keys = {sibling_key(d) for d in ("vm/GuestVCPUQueueHighWarning.md", "vm/GuestVCPUQueueHighCritical.md")}
+    assert keys == {"vm/guest vcpu queue high"}
+    assert sibling_key("odf/NooBaaSystemCapacityWarning85.md") == sibling_key("odf/NooBaaSystemCapacityWarning100.md")
+    assert sibling_key("pg/CNPGClusterHAWarning.md") != sibling_key("other/CNPGClusterHAWarning.md")
+    assert sibling_key("k8s/KubeAPIDown.md") != sibling_key("k8s/KubeAPIErrorBudgetBurn.md")
+
+
+def test_siblings_trade_places_by_the_words_of_the_question_only() -> None:
+    docs = [("vm/QueueHighWarning.md", 2.1), ("vm/KubevirtDown.md", 1.0), ("vm/QueueHighCritical.md", 0.9)]
+    # The question's "above 20" is in the critical runbook's text only: BM25 tells them apart.
+    lexical = {"vm/QueueHighWarning.md": 0.5, "vm/QueueHighCritical.md": 0.6, "vm/KubevirtDown.md": 0.9}
+    assert tell_siblings_apart(docs, lexical) == [
+        ("vm/QueueHighCritical.md", 2.1), ("vm/KubevirtDown.md", 1.0), ("vm/QueueHighWarning.md", 0.9)
+    ]  # fmt: skip
+    tie = {"vm/QueueHighWarning.md": 0.5, "vm/QueueHighCritical.md": 0.5}
+    assert tell_siblings_apart(docs, tie) == docs
 
 
 @pytest.mark.parametrize(
