@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 HEADING_BOOST = 3
 NAME_BOOST = 2
-FORMAT = 3  # the analysis below; 1 expanded identifiers client-side, 2 kept letters and digits together
+FORMAT = 4  # the analysis below; 1 expanded identifiers client-side, 2 kept letters and digits together, 3 no NotX
 MAX_WINDOW = 10_000  # index.max_result_window and the kNN num_candidates ceiling
 _BATCH = 1_000
 _KEYWORD = {"type": "keyword"}
@@ -41,10 +41,11 @@ _CHUNK_FIELDS = ["chunk_id", "doc_id", "ordinal", "title", "heading_path", "text
 # embedded tokenizer splits them), keep each identifier and add its case-change and letter-digit parts
 # (KubeAPIDown → KubeAPIDown Kube API Down, High403Rate → High403Rate High 403 Rate), lower-case, drop
 # stop words, Snowball English stems. (The server also splits plain words this way, ens5 → ens5 ens 5:
-# extra terms beside the original, which still matches as the embedded index's does.)
+# extra terms beside the original, which still matches as the embedded index's does.) A negated state
+# inside an identifier is also a term of its own (KubeNodeNotReady → … NotReady), as 'not' is a stop word.
 # Indexing flattens the word-delimiter graph, as Elasticsearch requires of index-time graphs.
-_QUERY = ["opsflow_parts", "lowercase", "opsflow_stop", "opsflow_stem"]
-_INDEX = [_QUERY[0], "flatten_graph", *_QUERY[1:]]
+_QUERY = ["opsflow_not", "opsflow_parts", "lowercase", "opsflow_stop", "opsflow_stem"]
+_INDEX = [*_QUERY[:2], "flatten_graph", *_QUERY[2:]]
 ANALYSIS = {
     "analyzer": {
         "opsflow_text": {"type": "custom", "tokenizer": "opsflow_words", "filter": _INDEX},
@@ -55,6 +56,11 @@ ANALYSIS = {
         "opsflow_parts": {
             "type": "word_delimiter_graph", "split_on_case_change": True, "preserve_original": True,
             "split_on_numerics": True, "stem_english_possessive": False,
+        },
+        # retrieval.lexical's 'Not' joined to the part after it: NotReady, NotRHCOS (before an Image).
+        "opsflow_not": {
+            "type": "pattern_capture", "preserve_original": True,
+            "patterns": ["(Not\\p{Lu}(?:\\p{Ll}+|\\p{Lu}*(?!\\p{Ll})))"],
         },
         "opsflow_stop": {"type": "stop", "stopwords": sorted(STOP_WORDS)},
         "opsflow_stem": {"type": "snowball", "language": "English"},

@@ -35,7 +35,7 @@ from tantivy import Occur, Query
 from core.errors import RetrievalUnavailable
 from retrieval.lexical import STOP_WORDS, index_terms
 
-ANALYSIS = 2  # version of ``index_terms``' output (2: letters and digits of identifiers part); see runbook_hashes
+ANALYSIS = 3  # version of ``index_terms``' output (2: identifiers' digits apart, 3: NotReady); see runbook_hashes
 HEADING_BOOST = 3.0
 NAME_BOOST = 2.0
 _HEAP = 15_000_000  # tantivy's minimum writer memory budget

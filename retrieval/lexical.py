@@ -23,9 +23,15 @@ STOP_WORDS = frozenset(
 )
 
 
+_NOT = re.compile(r"\bNot (\w+)")
+
+
 def expand_identifiers(text: str) -> str:
-    """Append the parts of CamelCase identifiers, so 'KubeAPIDown' also matches 'kube api down'."""
+    """Append the parts of CamelCase identifiers, so 'KubeAPIDown' also matches 'kube api down', and a
+    'Not' joined to the state it negates ('KubeNodeNotReady' → … 'NotReady'): 'not' is a stop word, and
+    without it the status NotReady would match whatever says 'ready'."""
     parts = [_CAMEL.sub(" ", m.group(0)) for m in _IDENTIFIER.finditer(text)]
+    parts += [f"Not{state}" for part in parts for state in _NOT.findall(part)]
     return text if not parts else text + "\n" + " ".join(parts)
 
 

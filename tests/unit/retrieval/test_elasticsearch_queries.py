@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from retrieval.elasticsearch import (
     source_query,
     stale_chunks_query,
 )
-from retrieval.lexical import STOP_WORDS, query_terms
+from retrieval.lexical import STOP_WORDS, expand_identifiers, query_terms
 
 elasticsearch = pytest.importorskip("elasticsearch")
 elastic_transport = pytest.importorskip("elastic_transport")
@@ -80,7 +81,16 @@ def test_the_server_splits_identifiers_on_case_changes_and_digits_keeping_the_or
     # Index-time graphs must be flattened; the search analyser keeps the graph.
     index_filters = analysis["analyzer"]["opsflow_text"]["filter"]
     query_filters = analysis["analyzer"]["opsflow_query"]["filter"]
-    assert index_filters == ["opsflow_parts", "flatten_graph", "lowercase", "opsflow_stop", "opsflow_stem"]
+    assert index_filters == [
+        "opsflow_not", "opsflow_parts", "flatten_graph", "lowercase", "opsflow_stop", "opsflow_stem"
+    ]  # fmt: skip
+    # A negated state is a term of its own, as retrieval.lexical makes it (Java's \p{Lu} is [A-Z] here).
+    negated = analysis["filter"]["opsflow_not"]
+    assert negated["type"] == "pattern_capture" and negated["preserve_original"]
+    pattern = re.compile(negated["patterns"][0].replace("\\p{Lu}", "[A-Z]").replace("\\p{Ll}", "[a-z]"))
+    for identifier, terms in (("KubeNodeNotReady", ["NotReady"]), ("NotRHCOSImage", ["NotRHCOS"]), ("Notices", [])):
+        assert pattern.findall(identifier) == terms
+        assert set(terms) <= set(expand_identifiers(identifier).split())
     assert query_filters == [f for f in index_filters if f != "flatten_graph"]
     # Same stop words and stemmer (Snowball English) as the embedded index.
     assert set(analysis["filter"]["opsflow_stop"]["stopwords"]) == STOP_WORDS

@@ -21,6 +21,13 @@ def test_the_numbers_of_an_identifier_are_words_of_their_own() -> None:
     assert query_terms("ens5 is down") == ["ens5", "down"]  # a plain word with a digit is no identifier
 
 
+def test_a_negated_state_is_a_term_of_its_own() -> None:
+    # 'not' is a stop word: without 'notready', NotReady would search as 'ready' (as KubeNodeReadinessFlapping).
+    assert query_terms("node NotReady") == ["node", "notready", "ready"]
+    assert "notready" in query_terms("KubeNodeNotReady")
+    assert query_terms("NotificationsFailing") == ["notificationsfailing", "notifications", "failing"]
+
+
 def test_numbers_survive_and_punctuation_goes() -> None:
     assert query_terms('exit code 137; "OOMKilled"') == ["exit", "code", "137", "oomkilled", "oom", "killed"]
 
