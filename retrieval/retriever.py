@@ -8,7 +8,8 @@ names, and BM25 over each runbook's names and descriptions. Runbooks the other r
 the dense top n missed then get their dense scores too. Runbooks are ranked by the weighted sum
 of their normalised evidence in each, in which a runbook's passages add up
 (``retrieval.fusion.score_documents``); runbooks of one alert at other levels (…Warning, …Critical)
-then trade places by their BM25 alone (``tell_siblings_apart``). A runbook's passages keep their
+then trade places by their BM25 alone (``tell_siblings_apart``), and the runbooks of alerts the
+question names whole lead (``alerts_named``, ``named_first``). A runbook's passages keep their
 reciprocal-rank order. A ranking that fails is reported in ``Retrieval.degraded`` and the others still
 answer; only when both chunk rankings fail is ``RetrievalUnavailable`` raised.
 """
@@ -27,6 +28,7 @@ from core.errors import BackendUnavailable, RetrievalUnavailable
 from core.settings import RetrievalSettings
 from core.types import Chunk, IncidentNode, NodeHit, Passage, Retrieval, normalise_name
 from retrieval.fusion import doc_of, reciprocal_rank_fusion, score_documents
+from retrieval.incidents import is_identifier
 from retrieval.ports import ChunkIndex, Embedder, GraphStore, Hits
 
 MAX_NAME_WORDS = 8
@@ -41,6 +43,7 @@ T = TypeVar("T")
 # 10.0.1.5:9100): which machine, not what is wrong. Runbooks are written for every instance.
 _INSTANCE = re.compile(r"(?=\S*\d)(?=\S*[-._:/=])\S+")
 _NAME_PART = re.compile(r"(?<![^\W_])[^\W\d_]{3,}(?![^\W_])")
+_UNIT = re.compile(r"\w+")  # a word or an identifier (KubeAPIDown, etcd_member_down), as written
 _DIGITS = re.compile(r"(?<=[A-Za-z])(?=\d)")
 SEVERITIES = frozenset({"info", "warning", "minor", "major", "critical"})
 _VERSION = re.compile(r"v?\d+(?:\.\d+){1,2}\W*")  # 4.19, v1.28.3: what changed, and runbooks name it
@@ -124,6 +127,7 @@ class Retriever:
         named_docs = [(doc_of(c), 1.0) for c in rankings["named"]]
         docs = score_documents(hits, {"runbook": runbook, "named": named_docs}, weights=weights)
         docs = tell_siblings_apart(docs, dict(score_documents({"bm25": hits["bm25"]}, {}, weights={})))
+        docs = named_first(docs, {d for node in alerts_named(named_nodes, searched) for d in node.doc_ids})
         chosen = await self._passages(docs, [c for c, _, _ in chunk_order], top_k)
         ranks = {cid: r for cid, _, r in chunk_order}
         raw = {name: dict(found) for name, found in (*hits.items(), ("runbook", runbook))}
@@ -205,6 +209,28 @@ class Retriever:
         for node in await self._graph.neighbours(anchors):
             hits.setdefault(node.node_id, NodeHit(node=node, score=0.25, via="neighbour"))
         return sorted(hits.values(), key=lambda h: -h.score)[:MAX_NODES]
+
+
+def alerts_named(nodes: list[IncidentNode], query: str) -> list[IncidentNode]:
+    """Those of ``nodes`` that ``query`` names by an alert name of theirs, written as one identifier
+    or spaced out ('KubeAPIDown', 'kube api down', any case). An identifier of the query is named whole:
+    'PrometheusRuleFailures' does not name 'PrometheusRule'. Only names of two words or more count: a
+    one-word name ('Watchdog', a file called 'diagnosis') is as likely a word of the question."""
+    units = [u for u in map(normalise_name, _UNIT.findall(query)) if u]
+    spans = {" ".join(units[i : i + n]) for n in range(1, MAX_NAME_WORDS + 1) for i in range(len(units) - n + 1)}
+
+    def names_it(node: IncidentNode) -> bool:
+        alerts = (normalise_name(n) for n in (node.name, *node.aliases) if is_identifier(n))
+        return any(len(key.split()) >= 2 and key in spans for key in alerts)
+
+    return [node for node in nodes if names_it(node)]
+
+
+def named_first(docs: list[tuple[str, float]], named: set[str]) -> list[tuple[str, float]]:
+    """``docs`` (best first) with the runbooks of the alerts the question names ahead of the rest, in
+    their order: whoever names an alert asks about it. Their scores rise by the leader's to stay ordered."""
+    top = docs[0][1] if docs else 0.0
+    return [(d, s + top) for d, s in docs if d in named] + [(d, s) for d, s in docs if d not in named]
 
 
 def sibling_key(doc_id: str) -> str:

@@ -10,8 +10,17 @@ import pytest
 from bot.app import open_knowledge
 from core.errors import RetrievalUnavailable
 from core.settings import GraphSettings, Settings
+from core.types import IncidentNode
 from retrieval.neo4j import Neo4jGraphStore
-from retrieval.retriever import Retriever, name_keys, sibling_key, tell_siblings_apart, without_instances
+from retrieval.retriever import (
+    Retriever,
+    alerts_named,
+    name_keys,
+    named_first,
+    sibling_key,
+    tell_siblings_apart,
+    without_instances,
+)
 
 
 def test_name_keys_are_query_ngrams_long_enough_to_name_something() -> None:
@@ -33,6 +42,24 @@ def test_name_keys_are_query_ngrams_long_enough_to_name_something() -> None:
 )  # fmt: skip
 def test_instance_identifiers_are_searched_as_their_words(query: str, searched: str) -> None:
     assert without_instances(query) == searched
+
+
+def test_an_alert_is_named_by_its_whole_name_in_any_case_or_spacing() -> None:
+    api = IncidentNode(name="KubeAPIDown", doc_ids=("k8s/KubeAPIDown.md",))
+    rule = IncidentNode(name="PrometheusRule", doc_ids=("prom/Rejected.md",))
+    helper = IncidentNode(name="diagnosis", doc_ids=("odf/helpers/diagnosis.md",))
+    nodes = [api, rule, helper]
+    for query in ("How do I triage KubeAPIDown?", "kube api down since 10:00", "KUBE-API-DOWN"):
+        assert alerts_named(nodes, query) == [api]
+    assert alerts_named(nodes, "PrometheusRuleFailures rule_group=k8s") == []  # a longer alert's name
+    assert alerts_named(nodes, "diagnosis of a slow node") == []  # one word: as likely the question's own
+    assert alerts_named(nodes, "the prometheus rule was rejected") == [rule]
+
+
+def test_the_runbooks_of_named_alerts_lead_in_their_order() -> None:
+    docs = [("a.md", 3.0), ("b.md", 2.0), ("c.md", 1.0), ("d.md", 0.5)]
+    assert named_first(docs, {"d.md", "c.md"}) == [("c.md", 4.0), ("d.md", 3.5), ("a.md", 3.0), ("b.md", 2.0)]
+    assert named_first(docs, set()) == docs
 
 
 def test_one_alert_at_two_levels_or_thresholds_is_one_family_per_folder() -> None:
