@@ -45,7 +45,7 @@ _INSTANCE = re.compile(r"(?=\S*\d)(?=\S*[-._:/=])\S+")
 _NAME_PART = re.compile(r"(?<![^\W_])[^\W\d_]{3,}(?![^\W_])")
 _UNIT = re.compile(r"\w+")  # a word or an identifier (KubeAPIDown, etcd_member_down), as written
 _DIGITS = re.compile(r"(?<=[A-Za-z])(?=\d)")
-SEVERITIES = frozenset({"info", "warning", "minor", "major", "critical"})
+SEVERITIES = frozenset({"info", "warning", "minor", "major", "critical", "near", "critically"})  # levels in alert names
 _VERSION = re.compile(r"v?\d+(?:\.\d+){1,2}\W*")  # 4.19, v1.28.3: what changed, and runbooks name it
 
 

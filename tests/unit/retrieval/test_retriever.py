@@ -66,6 +66,7 @@ def test_one_alert_at_two_levels_or_thresholds_is_one_family_per_folder() -> Non
     keys = {sibling_key(d) for d in ("vm/GuestVCPUQueueHighWarning.md", "vm/GuestVCPUQueueHighCritical.md")}
     assert keys == {"vm/guest vcpu queue high"}
     assert sibling_key("odf/NooBaaSystemCapacityWarning85.md") == sibling_key("odf/NooBaaSystemCapacityWarning100.md")
+    assert sibling_key("odf/CephOSDNearFull.md") == sibling_key("odf/CephOSDCriticallyFull.md")
     assert sibling_key("pg/CNPGClusterHAWarning.md") != sibling_key("other/CNPGClusterHAWarning.md")
     assert sibling_key("k8s/KubeAPIDown.md") != sibling_key("k8s/KubeAPIErrorBudgetBurn.md")
 
