@@ -20,7 +20,8 @@ pytestmark = [require_llamacpp_server, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppServer]:
-    with llamacpp_server(tmp_path_factory.mktemp("models")) as server:
+    # Logits of every prompt token, for logprobs: cheap on this module's short prompts.
+    with llamacpp_server(tmp_path_factory.mktemp("models"), logits_all=True) as server:
         yield server
 
 
