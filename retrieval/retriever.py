@@ -9,7 +9,8 @@ the dense top n missed then get their dense scores too. Runbooks are ranked by t
 of their normalised evidence in each, in which a runbook's passages add up
 (``retrieval.fusion.score_documents``); runbooks of one alert at other levels (…Warning, …Critical)
 then trade places by their BM25 alone (``tell_siblings_apart``), and the runbooks of alerts the
-question names whole lead (``alerts_named``, ``named_first``). A runbook's passages keep their
+question names whole lead (``alerts_named``, ``named_first``); a lead found by its passages alone
+gives way to a runner-up its names also found (``corroborated_lead``). A runbook's passages keep their
 reciprocal-rank order. A ranking that fails is reported in ``Retrieval.degraded`` and the others still
 answer; only when both chunk rankings fail is ``RetrievalUnavailable`` raised.
 """
@@ -128,6 +129,7 @@ class Retriever:
         docs = score_documents(hits, {"runbook": runbook, "named": named_docs}, weights=weights)
         docs = tell_siblings_apart(docs, dict(score_documents({"bm25": hits["bm25"]}, {}, weights={})))
         docs = named_first(docs, {d for node in alerts_named(named_nodes, searched) for d in node.doc_ids})
+        docs = corroborated_lead(docs, {d for d, _ in runbook} | {d for d, _ in named_docs})
         chosen = await self._passages(docs, [c for c, _, _ in chunk_order], top_k)
         ranks = {cid: r for cid, _, r in chunk_order}
         raw = {name: dict(found) for name, found in (*hits.items(), ("runbook", runbook))}
@@ -231,6 +233,18 @@ def named_first(docs: list[tuple[str, float]], named: set[str]) -> list[tuple[st
     their order: whoever names an alert asks about it. Their scores rise by the leader's to stay ordered."""
     top = docs[0][1] if docs else 0.0
     return [(d, s + top) for d, s in docs if d in named] + [(d, s) for d, s in docs if d not in named]
+
+
+def corroborated_lead(docs: list[tuple[str, float]], corroborated: set[str]) -> list[tuple[str, float]]:
+    """``docs`` (best first) with a lead that is not ``corroborated`` (found by the names ranking or
+    named by the question) and a runner-up that is trading places, each place keeping its score.
+
+    Such a lead was found by a passage alone: no word of the question is in its names or its incidents'
+    descriptions. That is how a long page of shared procedures (a diagnosis helper that runbooks link
+    to, with example hosts and outputs) leads for many questions; the runbook it is next to is about one."""
+    if len(docs) > 1 and docs[0][0] not in corroborated and docs[1][0] in corroborated:
+        return [(docs[1][0], docs[0][1]), (docs[0][0], docs[1][1]), *docs[2:]]
+    return docs
 
 
 def sibling_key(doc_id: str) -> str:

@@ -15,6 +15,7 @@ from retrieval.neo4j import Neo4jGraphStore
 from retrieval.retriever import (
     Retriever,
     alerts_named,
+    corroborated_lead,
     name_keys,
     named_first,
     sibling_key,
@@ -60,6 +61,16 @@ def test_the_runbooks_of_named_alerts_lead_in_their_order() -> None:
     docs = [("a.md", 3.0), ("b.md", 2.0), ("c.md", 1.0), ("d.md", 0.5)]
     assert named_first(docs, {"d.md", "c.md"}) == [("c.md", 4.0), ("d.md", 3.5), ("a.md", 3.0), ("b.md", 2.0)]
     assert named_first(docs, set()) == docs
+
+
+def test_a_lead_found_by_its_passages_alone_gives_way_to_a_runner_up_its_names_found() -> None:
+    docs = [("odf/helpers/diagnosis.md", 1.6), ("k8s/KubeNodeNotReady.md", 1.4), ("k8s/Other.md", 1.0)]
+    assert corroborated_lead(docs, {"k8s/KubeNodeNotReady.md", "k8s/Other.md"}) == [
+        ("k8s/KubeNodeNotReady.md", 1.6), ("odf/helpers/diagnosis.md", 1.4), ("k8s/Other.md", 1.0)
+    ]  # fmt: skip
+    assert corroborated_lead(docs, {"k8s/Other.md"}) == docs  # only the runner-up may take the lead
+    assert corroborated_lead(docs, set(dict(docs))) == docs  # a corroborated lead stays
+    assert corroborated_lead(docs, set()) == docs  # the names ranking found nothing (or was down)
 
 
 def test_one_alert_at_two_levels_or_thresholds_is_one_family_per_folder() -> None:
