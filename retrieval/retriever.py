@@ -214,16 +214,19 @@ class Retriever:
 
 
 def alerts_named(nodes: list[IncidentNode], query: str) -> list[IncidentNode]:
-    """Those of ``nodes`` that ``query`` names by an alert name of theirs, written as one identifier
-    or spaced out ('KubeAPIDown', 'kube api down', any case). An identifier of the query is named whole:
-    'PrometheusRuleFailures' does not name 'PrometheusRule'. Only names of two words or more count: a
-    one-word name ('Watchdog', a file called 'diagnosis') is as likely a word of the question."""
+    """Those of ``nodes`` that ``query`` names by an alert name of theirs, in any case: written as one
+    identifier ('KubeAPIDown', 'etcd_members_down', 'AlertmanagerConfig'), or spaced out when that
+    takes three words or more ('kube api down'): two words ('alertmanager config') are as likely the
+    question's own. An identifier of the query is named whole: 'PrometheusRuleFailures' does not name
+    'PrometheusRule'. One-word names ('Watchdog', a file called 'diagnosis') never count."""
     units = [u for u in map(normalise_name, _UNIT.findall(query)) if u]
-    spans = {" ".join(units[i : i + n]) for n in range(1, MAX_NAME_WORDS + 1) for i in range(len(units) - n + 1)}
+    spaced = {" ".join(units[i : i + n]) for n in range(2, MAX_NAME_WORDS + 1) for i in range(len(units) - n + 1)}
 
     def names_it(node: IncidentNode) -> bool:
-        alerts = (normalise_name(n) for n in (node.name, *node.aliases) if is_identifier(n))
-        return any(len(key.split()) >= 2 and key in spans for key in alerts)
+        alerts = {normalise_name(n) for n in (node.name, *node.aliases) if is_identifier(n)}
+        return any(
+            (key in units and len(key.split()) >= 2) or (key in spaced and len(key.split()) >= 3) for key in alerts
+        )
 
     return [node for node in nodes if names_it(node)]
 

@@ -54,7 +54,8 @@ def test_an_alert_is_named_by_its_whole_name_in_any_case_or_spacing() -> None:
         assert alerts_named(nodes, query) == [api]
     assert alerts_named(nodes, "PrometheusRuleFailures rule_group=k8s") == []  # a longer alert's name
     assert alerts_named(nodes, "diagnosis of a slow node") == []  # one word: as likely the question's own
-    assert alerts_named(nodes, "the prometheus rule was rejected") == [rule]
+    assert alerts_named(nodes, "the prometheus rule was rejected") == []  # two words: the question's own
+    assert alerts_named(nodes, "PrometheusRule rejected") == [rule]
 
 
 def test_the_runbooks_of_named_alerts_lead_in_their_order() -> None:
