@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from bot.app import open_knowledge
 from bot.ingest import ingest
 from bot.training import Training
 from core.settings import Settings
+from generation.prompts import SCORE_CRITERIA, SCORER_SYSTEM
 from tests.botharness import RunningBot, running_bot
 from tests.conftest import make_settings
 from tests.fakes.ollama import FakeOllama, fake_ollama
@@ -146,3 +148,43 @@ async def test_reactions_train_a_version_that_the_next_answer_names(
         assert [s["text"] for s in after["answer"]["workflow"]["steps"]] == [text for _, text in GOLD]
         events = [e.action for e in await bot.bot.kb.records.audit_log(action="models.promote")]
         assert events == ["models.promote"]
+
+
+def verdict_reply(body: dict[str, Any]) -> str:
+    """The Scorer's verdicts: the base model rates every workflow 3; the trained one rates the runbook's
+    steps in the runbook's order higher, and more of them higher."""
+    user = body["messages"][-1]["content"]
+    texts = [m.group(1) for m in re.finditer(r"^\S+ \[\w+\] (.*) \(", user.split("<workflow", 1)[1], re.M)]
+    gold = [text for _, text in GOLD]
+    in_order = [t for t in gold if t in texts] == texts
+    ratings = dict.fromkeys(SCORE_CRITERIA, 3)
+    if body["model"] != BASE:
+        ratings |= {"ordered": 5 if in_order else 1, "complete": min(5, 2 + len(set(texts) & set(gold)))}
+    return json.dumps(ratings | {"reasons": []})
+
+
+def planner_or_scorer(body: dict[str, Any]) -> str:
+    return verdict_reply(body) if body["messages"][0]["content"] == SCORER_SYSTEM else reply(body)
+
+
+@require_train
+async def test_a_trained_scorer_is_gated_on_its_pairwise_accuracy(
+    small_kb: Settings, tmp_path: Path, tiny_base: Path
+) -> None:
+    async with (
+        fake_ollama(planner_or_scorer, models=(BASE,)) as ollama,
+        running_bot(small_kb, tmp_path / "records.sqlite", **sections(ollama, tmp_path, tiny_base)) as bot,
+    ):
+        await ask_and_react(bot, "the disk on node-3 is full, what now?", 1, "+1")
+        await ask_and_react(bot, "disk almost full on the database host", 2, "-1")
+        outcome = await Training(bot.bot.settings, bot.bot.kb).train("dpo", "scorer", trigger="UADMIN", max_steps=2)
+
+        version = outcome.version
+        gate = version.metrics["gate"]
+        assert version.status == "promoted" and version.target == "scorer", gate
+        # The base ties on every pair (a half each); the trained Scorer orders them all.
+        assert gate["before"]["pairwise_accuracy"] == 0.5 and gate["before"]["ties"] == 1.0
+        assert gate["after"]["pairwise_accuracy"] == 1.0 and gate["after"]["pairs"] >= 2
+        assert {"shuffled", "decision_dropped"} <= set(gate["after"]["by_kind"])
+        assert "overall_f1" not in gate["after"]  # the planner's measure is not the Scorer's
+        assert bot.bot.kb.served.models["scorer"].name == f"ollama:{BASE}+scorer-v{version.id}"
