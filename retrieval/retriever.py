@@ -220,13 +220,12 @@ def alerts_named(nodes: list[IncidentNode], query: str) -> list[IncidentNode]:
     question's own. An identifier of the query is named whole: 'PrometheusRuleFailures' does not name
     'PrometheusRule'. One-word names ('Watchdog', a file called 'diagnosis') never count."""
     units = [u for u in map(normalise_name, _UNIT.findall(query)) if u]
+    written = {u for u in units if len(u.split()) >= 2}  # identifiers as written
     spaced = {" ".join(units[i : i + n]) for n in range(2, MAX_NAME_WORDS + 1) for i in range(len(units) - n + 1)}
 
     def names_it(node: IncidentNode) -> bool:
         alerts = {normalise_name(n) for n in (node.name, *node.aliases) if is_identifier(n)}
-        return any(
-            (key in units and len(key.split()) >= 2) or (key in spaced and len(key.split()) >= 3) for key in alerts
-        )
+        return bool(alerts & written or {k for k in alerts if len(k.split()) >= 3} & spaced)
 
     return [node for node in nodes if names_it(node)]
 

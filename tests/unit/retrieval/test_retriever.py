@@ -50,7 +50,7 @@ def test_an_alert_is_named_by_its_whole_name_in_any_case_or_spacing() -> None:
     rule = IncidentNode(name="PrometheusRule", doc_ids=("prom/Rejected.md",))
     helper = IncidentNode(name="diagnosis", doc_ids=("odf/helpers/diagnosis.md",))
     nodes = [api, rule, helper]
-    for query in ("How do I triage KubeAPIDown?", "kube api down since 10:00", "KUBE-API-DOWN"):
+    for query in ("How do I triage KubeAPIDown?", "kube api down since 10:00", "KUBE-API-DOWN", "KubeAPI down"):
         assert alerts_named(nodes, query) == [api]
     assert alerts_named(nodes, "PrometheusRuleFailures rule_group=k8s") == []  # a longer alert's name
     assert alerts_named(nodes, "diagnosis of a slow node") == []  # one word: as likely the question's own
