@@ -28,7 +28,7 @@ from retrieval.retriever import Retriever
 from trainer.datasets import corrupted  # the Scorer trains on the same corruptions its gate measures
 
 EVAL_DEPTH = 20  # passages retrieved per case, enough for a ranking of at least five documents
-WRONG_BELOW = 0.2  # a workflow with a lower STEPScore F1 against the gold is wrong (lexical similarity)
+WRONG_BELOW = 0.2  # a workflow with a lower STEPScore F1 against the gold is wrong
 ScorerPair = tuple[str, Retrieval, Workflow, Workflow]
 """(kind, retrieval, the better workflow, the worse one): one held-aside pair for the Scorer."""
 
