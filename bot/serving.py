@@ -23,7 +23,7 @@ import ollama
 from core.errors import BackendUnavailable, ModelUnavailable
 from core.settings import OllamaSettings
 from generation.ollama import map_ollama_errors
-from generation.ports import ChatModel, GrammarChatModel, Message, TokenLogprobs
+from generation.ports import ChatModel, GrammarChatModel, Message
 from trainer.jobs import Target
 from trainer.registry import ModelRegistry, version_name
 from trainer.store import ModelVersion, RecordStore
@@ -69,17 +69,6 @@ class PromotedChatModel:
             return await self._served.model.complete(messages, schema=schema, max_tokens=max_tokens)
         model = cast(GrammarChatModel, self._served.model)
         return await model.complete(messages, schema=schema, max_tokens=max_tokens, grammar=grammar)
-
-    async def complete_with_logprobs(
-        self,
-        messages: Sequence[Message],
-        *,
-        schema: Mapping[str, Any] | None = None,
-        max_tokens: int = 512,
-        top: int = 5,
-    ) -> tuple[str, list[TokenLogprobs]]:
-        """As the served model's."""
-        return await self._served.model.complete_with_logprobs(messages, schema=schema, max_tokens=max_tokens, top=top)
 
     async def ping(self) -> None:
         await self._served.model.ping()

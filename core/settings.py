@@ -134,11 +134,6 @@ class OpenAISettings(_Section):
     extra_body: dict[str, Any] = Field(
         {}, description='JSON fields added to each request, e.g. {"repeat_penalty": 1.3} for small llama.cpp models.'
     )
-    logprobs: bool = Field(
-        True,
-        description="Ask for token log-probabilities where they are used (the Scorer's expected ratings); false for "
-        "servers that refuse them (llama-cpp-python's server started with --logits_all false).",
-    )
 
 
 class LlmSettings(_Section):

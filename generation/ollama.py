@@ -19,7 +19,7 @@ import ollama
 
 from core.errors import ModelUnavailable, PlanError
 from core.settings import OllamaSettings
-from generation.ports import Message, TokenLogprobs
+from generation.ports import Message
 
 
 @contextlib.contextmanager
@@ -90,28 +90,6 @@ class OllamaChatModel:
     async def complete(
         self, messages: Sequence[Message], *, schema: Mapping[str, Any] | None = None, max_tokens: int = 512
     ) -> str:
-        response = await self._chat(messages, schema, max_tokens)
-        return str(response.message.content or "")
-
-    async def complete_with_logprobs(
-        self,
-        messages: Sequence[Message],
-        *,
-        schema: Mapping[str, Any] | None = None,
-        max_tokens: int = 512,
-        top: int = 5,
-    ) -> tuple[str, list[TokenLogprobs]]:
-        """``ChatModel.complete_with_logprobs`` (Ollama reports them from v0.12.11; an older server sends none)."""
-        response = await self._chat(messages, schema, max_tokens, logprobs=True, top_logprobs=top)
-        tokens: list[TokenLogprobs] = [
-            {"token": t.token, "top": {t.token: t.logprob} | {a.token: a.logprob for a in t.top_logprobs or ()}}
-            for t in response.logprobs or ()
-        ]
-        return str(response.message.content or ""), tokens
-
-    async def _chat(
-        self, messages: Sequence[Message], schema: Mapping[str, Any] | None, max_tokens: int, **extra: Any
-    ) -> Any:
         prompt_tokens = estimate_tokens(messages)
         with map_ollama_errors(self._cfg.host, self._cfg.model):
             context_length = await self._model_context_length()
@@ -121,14 +99,14 @@ class OllamaChatModel:
                     f"its context length is {context_length}"
                 )
             num_ctx = context_window(prompt_tokens, max_tokens, context_length)
-            return await self._ollama().chat(
+            response = await self._ollama().chat(
                 model=self._cfg.model,
                 messages=list(messages),
                 format=dict(schema) if schema is not None else None,
                 options={"temperature": 0, "num_predict": max_tokens, "num_ctx": num_ctx},
                 keep_alive=self._cfg.keep_alive,
-                **extra,
             )
+        return str(response.message.content or "")
 
     async def _model_context_length(self) -> int | None:
         if not self._context_known:

@@ -18,7 +18,7 @@ import openai
 from core.errors import ModelUnavailable, PlanError
 from core.settings import OpenAISettings
 from generation.llamacpp import fold_system_messages
-from generation.ports import Message, TokenLogprobs
+from generation.ports import Message
 
 # Sent when no key is set: the client refuses to start without one, and keyless servers ignore it.
 _NO_KEY = "unused"
@@ -104,25 +104,6 @@ class OpenAIChatModel:
     async def complete(
         self, messages: Sequence[Message], *, schema: Mapping[str, Any] | None = None, max_tokens: int = 512
     ) -> str:
-        text, _ = await self._chat(messages, schema, max_tokens, {})
-        return text
-
-    async def complete_with_logprobs(
-        self,
-        messages: Sequence[Message],
-        *,
-        schema: Mapping[str, Any] | None = None,
-        max_tokens: int = 512,
-        top: int = 5,
-    ) -> tuple[str, list[TokenLogprobs]]:
-        """``ChatModel.complete_with_logprobs``: ``logprobs`` and ``top_logprobs`` (at most 20) of the API;
-        none asked for, and none returned, where ``cfg.logprobs`` is off."""
-        options = {"logprobs": True, "top_logprobs": min(top, 20)} if self._cfg.logprobs else {}
-        return await self._chat(messages, schema, max_tokens, options)
-
-    async def _chat(
-        self, messages: Sequence[Message], schema: Mapping[str, Any] | None, max_tokens: int, options: dict[str, Any]
-    ) -> tuple[str, list[TokenLogprobs]]:
         turns = list(messages) if self._cfg.system_role else fold_system_messages(messages)
         extra = dict(self._cfg.extra_body)
         if schema is not None:
@@ -135,16 +116,9 @@ class OpenAIChatModel:
                 max_tokens=min(max_tokens, self._cfg.max_tokens or max_tokens),
                 temperature=0,
                 extra_body=extra or None,
-                **options,
             )
-        choice = response.choices[0] if response.choices else None
-        content = (choice.message.content or "") if choice is not None else ""
-        reported = choice.logprobs.content if choice is not None and choice.logprobs is not None else None
-        tokens: list[TokenLogprobs] = [
-            {"token": t.token, "top": {t.token: t.logprob} | {a.token: a.logprob for a in t.top_logprobs}}
-            for t in reported or ()
-        ]
-        return (strict_json(content) if schema is not None else content), tokens
+        content = (response.choices[0].message.content or "") if response.choices else ""
+        return strict_json(content) if schema is not None else content
 
     async def ping(self) -> None:
         """The server answers and lists the model under ``/v1/models``; raises ``ModelUnavailable``."""

@@ -11,13 +11,6 @@ class Message(TypedDict):
     content: str
 
 
-class TokenLogprobs(TypedDict):
-    """One generated token, and the most likely tokens at its place with their natural-log probabilities."""
-
-    token: str
-    top: dict[str, float]
-
-
 class ChatModel(Protocol):
     """A chat LLM; ``name`` identifies the exact model (tag or file) for provenance."""
 
@@ -30,18 +23,6 @@ class ChatModel(Protocol):
         caller still validates it). Deterministic settings (temperature 0). Raises ``ModelUnavailable``
         when the model cannot be reached or loaded, ``PlanError`` when it refuses the request (a prompt
         longer than its context)."""
-        ...
-
-    async def complete_with_logprobs(
-        self,
-        messages: Sequence[Message],
-        *,
-        schema: Mapping[str, Any] | None = None,
-        max_tokens: int = 512,
-        top: int = 5,
-    ) -> tuple[str, list[TokenLogprobs]]:
-        """As ``complete``; with, for each generated token in order, the ``top`` most likely tokens at its
-        place (OpenAI's ``logprobs``/``top_logprobs``; llama.cpp's before its grammar). Raises as ``complete``."""
         ...
 
     async def ping(self) -> None:

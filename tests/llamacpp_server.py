@@ -42,16 +42,10 @@ class LlamaCppServer:
 
 @contextlib.contextmanager
 def llamacpp_server(
-    models_dir: Path,
-    *,
-    n_ctx: int = 8192,
-    api_key: str = "test-key",
-    start_timeout_s: float = 120.0,
-    logits_all: bool = False,
+    models_dir: Path, *, n_ctx: int = 8192, api_key: str = "test-key", start_timeout_s: float = 120.0
 ) -> Iterator[LlamaCppServer]:
     """Serve the packaged model (assembled into ``models_dir``) on 127.0.0.1 at a free port as model
-    ``gemma3-270m``, with ``api_key`` required; stop it on exit. It reports logprobs only with
-    ``logits_all``, which is slow on long prompts (below).
+    ``gemma3-270m``, with ``api_key`` required; stop it on exit.
 
     Raises ``RuntimeError`` with the server's log if it does not answer ``/v1/models`` in time.
     """
@@ -62,7 +56,7 @@ def llamacpp_server(
         "--chat_format", "gemma", "--n_ctx", str(n_ctx), "--n_threads", "1", "--api_key", api_key,
         # The server's default keeps the logits of every prompt token: a 262k-vocabulary product per
         # token, which made a 2,500-token prompt take minutes on 2 cores.
-        "--logits_all", str(logits_all).lower(),
+        "--logits_all", "false",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -64,12 +64,6 @@ class ChatModelContract:
         with pytest.raises(PlanError, match="cannot take this prompt"):
             await chat.complete(too_long, max_tokens=16)
 
-    async def test_logprobs_name_each_generated_token_with_its_likeliest_alternatives(self, chat: ChatModel) -> None:
-        text, tokens = await chat.complete_with_logprobs(QUESTION, schema=SCHEMA, max_tokens=120, top=3)
-        jsonschema.validate(json.loads(text), SCHEMA)
-        assert tokens and "".join(t["token"] for t in tokens).strip() == text.strip()
-        assert all(0 < len(t["top"]) <= 4 and all(lp <= 1e-6 for lp in t["top"].values()) for t in tokens)
-
     async def test_ping_finds_the_model(self, chat: ChatModel) -> None:
         await chat.ping()
 

@@ -20,8 +20,7 @@ pytestmark = [require_llamacpp_server, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaCppServer]:
-    # Logits of every prompt token, for logprobs: cheap on this module's short prompts.
-    with llamacpp_server(tmp_path_factory.mktemp("models"), logits_all=True) as server:
+    with llamacpp_server(tmp_path_factory.mktemp("models")) as server:
         yield server
 
 

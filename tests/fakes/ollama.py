@@ -9,7 +9,7 @@ Windows behave as Ollama's do, with one whitespace-separated word counted as one
 ``options.num_ctx`` tokens (at most the model's context length, which ``/api/show`` reports), or in
 Ollama's default 2,048 without it. A longer prompt loses its *start*, system prompt first, with only a
 logged warning: the reply function sees the truncated messages. A reply is cut at
-``options.num_predict`` tokens. With ``logprobs`` (Ollama from v0.12.11) each token comes back certain.
+``options.num_predict`` tokens.
 """
 
 from __future__ import annotations
@@ -86,12 +86,8 @@ async def fake_ollama(
             state.truncated.append((prompt, window))
             body = {**body, "messages": truncate(body["messages"], window)}
         content = cut_reply(reply(body), options.get("num_predict"))
-        # Asked for, each token is certain: logprob 0, and it is its own only alternative.
-        logprobs = [{"token": t, "logprob": 0.0, "top_logprobs": [{"token": t, "logprob": 0.0}]}
-                    for t in _TOKEN.findall(content)] if body.get("logprobs") else None  # fmt: skip
         return web.json_response(
             {
-                **({"logprobs": logprobs} if logprobs is not None else {}),
                 "model": body["model"],
                 "created_at": "2026-11-22T00:00:00Z",
                 "message": {"role": "assistant", "content": content},

@@ -150,11 +150,3 @@ async def test_the_planners_lines_reply_under_the_grammar_is_a_valid_workflow(ge
     assert workflow.steps and workflow.steps[-1].type == "terminal"
     assert all(s.citations for s in workflow.steps)
     assert planner.stats["valid"] == planner.stats["replies"] == 1
-
-
-@require_llamacpp
-async def test_logprobs_come_with_each_generated_token(gemma: LlamaCppChatModel) -> None:
-    text, tokens = await gemma.complete_with_logprobs(QUESTION, schema=SCHEMA, max_tokens=120, top=5)
-    assert json.loads(text) and "".join(t["token"] for t in tokens) == text
-    # Five alternatives each (distinct tokens may print alike, so a few may merge), as log-probabilities.
-    assert all(3 <= len(t["top"]) <= 5 and all(lp <= 1e-6 for lp in t["top"].values()) for t in tokens)
