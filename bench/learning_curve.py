@@ -106,8 +106,11 @@ def train_stage(env: dict[str, str], method: str, target: str, steps: int, args:
                "--batch-size", str(batch), "--max-length", str(args.max_length), "--json"]  # fmt: skip
     if method == "grpo":
         command += ["--max-completion-length", str(args.completion_length)]
-    if method == "sft":  # few steps: a higher rate than the job's default, which suits preference training
-        command += ["--learning-rate", str(args.sft_learning_rate)]
+    # Few steps: SFT, and the Scorer's DPO, which must move a model that rates every workflow alike, take a
+    # higher rate than the job's default, which suits the planner's preference training.
+    rate = args.sft_learning_rate if method == "sft" else args.scorer_learning_rate if target == "scorer" else None
+    if rate is not None:
+        command += ["--learning-rate", str(rate)]
     if init_adapter is not None:
         command += ["--init-adapter", str(init_adapter)]
     print(f"$ {' '.join(command[1:])}", flush=True)
@@ -312,6 +315,7 @@ def main() -> None:
     parser.add_argument("--pref-steps", type=int, default=4)
     parser.add_argument("--grpo-steps", type=int, default=1)
     parser.add_argument("--scorer-steps", type=int, default=6)
+    parser.add_argument("--scorer-learning-rate", type=float, default=1e-3)
     parser.add_argument(
         "--stages",
         nargs="+",

@@ -227,12 +227,15 @@ _RATING = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
 SCORE_CRITERIA = ("grounded", "complete", "ordered", "actionable", "safe")
 SCORER_SCHEMA: dict[str, Any] = {
     "type": "object",
+    # Reasons first, as a reviewer judges before rating. With the ratings first, the untrained 270M model
+    # counts 1, 2, 3, 4, 5 down the criteria for every workflow (every pair tied); after its reasons it
+    # rates by the workflow (pairwise accuracy 0.50 → 0.69 on the same 13 held-aside pairs).
     "properties": {
-        **dict.fromkeys(SCORE_CRITERIA, _RATING),
         # Short reasons: they are most of a verdict's decoding time (a 270M model fills what it is allowed).
         "reasons": {"type": "array", "items": {"type": "string", "maxLength": 100}, "maxItems": 3},
+        **dict.fromkeys(SCORE_CRITERIA, _RATING),
     },
-    "required": [*SCORE_CRITERIA, "reasons"],
+    "required": ["reasons", *SCORE_CRITERIA],
 }
 
 

@@ -332,7 +332,7 @@ def verdict(workflow: Workflow, reference: Workflow, retrieval: Retrieval) -> di
         reasons.append("it leaves out steps the runbook gives")
     if ratings["ordered"] < 5:
         reasons.append("its steps are not in the runbook's order")
-    return {**ratings, "reasons": reasons}
+    return {"reasons": reasons, **ratings}  # in SCORER_SCHEMA's order: what is trained is what is served
 
 
 def scorer_rows(pair: Preference) -> list[Row]:
