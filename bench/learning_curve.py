@@ -16,10 +16,11 @@ that its reward asks the Scorer its DPO left (FlowXpert's co-evolution), when th
 Needs the train extra and a knowledge base of ``../shared/bench/corpus`` in OPSFLOW_DATA_DIR (ingested
 when empty). Everything it writes goes to ``--out`` (default ``<data_dir>/learning-curve``, replaced each
 run): records, datasets, adapters, ``learning_curve.json`` and ``learning_curve.png``. Keep it out of
-CI. The defaults fit a 2-core CPU in about two hours (an SFT step takes ~80 s there); where torch sees
-a GPU the jobs use it, and every stage can take more steps::
+CI. The defaults (the configuration measured last) take about three hours on a 2-core CPU (an SFT
+step ~80 s, a DPO step 2-4 min there); where torch sees a GPU the jobs use it, and every stage can
+take more steps::
 
-    nice -n 5 .venv/bin/python -m bench.learning_curve [--held 0.3] [--eval-cases 8] [--sft-steps 24]
+    nice -n 5 .venv/bin/python -m bench.learning_curve [--held 0.3] [--eval-cases 8] [--sft-steps 36]
 """
 
 from __future__ import annotations
@@ -310,11 +311,11 @@ def main() -> None:
     parser.add_argument("--held", type=float, default=0.3, help="Share of documents held aside.")
     parser.add_argument("--eval-cases", type=int, default=8, help="Held-aside cases measured (and gated on).")
     parser.add_argument("--preference", choices=["dpo", "kto"], default="dpo")
-    parser.add_argument("--sft-steps", type=int, default=24)
+    parser.add_argument("--sft-steps", type=int, default=36)
     parser.add_argument("--sft-learning-rate", type=float, default=1e-3)
     parser.add_argument("--pref-steps", type=int, default=4)
     parser.add_argument("--grpo-steps", type=int, default=1)
-    parser.add_argument("--scorer-steps", type=int, default=6)
+    parser.add_argument("--scorer-steps", type=int, default=12)
     parser.add_argument("--scorer-learning-rate", type=float, default=1e-3)
     parser.add_argument(
         "--stages",
