@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import Knowledge, build_adapted_chat_model
-from bot.evaluation import Case, evaluate, load_cases, pairwise_accuracy, scorer_pairs
+from bot.evaluation import Case, ScorerPair, evaluate, load_cases, pairwise_accuracy, scorer_pairs
 from bot.service import Service
 from connectors.tools import catalogue
 from core.errors import TrainingError
 from core.settings import Settings
 from generation.llamacpp import assemble_packaged_model
 from generation.planner import LlmPlanner, reply_format_for
+from generation.ports import ChatModel
 from generation.prompts import ReplyFormat
 from generation.scorer import Scorer
 from trainer.dataset_files import (
@@ -166,7 +167,11 @@ class Training:
             reason = f"no GGUF adapter to serve ({result.gguf_error})"
             return TrainingOutcome(await self.registry.reject(version.id, actor=trigger, reason=reason), None, result)
         cases = await self.eval_cases(exported.out)
-        evaluate_version = functools.partial(self.evaluate, target=target, cases=cases)
+        if target == "scorer":  # the pairs once, for both sides of the gate
+            pairs = await scorer_pairs(self._kb.service, cases, seed=self._cfg.seed)
+            evaluate_version = functools.partial(self.evaluate_scorer, pairs=pairs)
+        else:
+            evaluate_version = functools.partial(self.evaluate, cases=cases)
         decision = await run_gate(self.registry, version, evaluate_version, margin=self._cfg.gate_margin, actor=trigger)
         if decision.promote:
             await self._kb.served.refresh()
@@ -184,22 +189,33 @@ class Training:
             raise TrainingError("no evaluation cases: set OPSFLOW_TRAIN__EVAL_CASES or collect accepted answers")
         return cases
 
-    async def evaluate(self, version: ModelVersion | None, *, target: Target, cases: Sequence[Case]) -> dict[str, Any]:
-        """Gate metrics of ``version`` (None: the base model) serving ``target``: a planner's on ``cases``
-        with the LLM planner (``gate_metrics``); a Scorer's pairwise accuracy on the pairs built from them
-        (``bot.evaluation.scorer_pairs``)."""
-        model = self._kb.chat if version is None else await build_adapted_chat_model(self._settings, version)
+    async def evaluate(self, version: ModelVersion | None, *, cases: Sequence[Case]) -> dict[str, Any]:
+        """A planner's gate metrics (``gate_metrics``): ``version`` (None: the base model) planning ``cases``
+        with the LLM planner."""
+        model = await self._chat(version)
         try:
-            if target == "scorer":
-                pairs = await scorer_pairs(self._kb.service, cases, seed=self._cfg.seed)
-                return await pairwise_accuracy(Scorer(model), pairs) | {"cases": len(cases), "model": model.name}
             cfg = self._settings.planner.model_copy(update={"kind": "llm"})
             service = Service(self._kb.retriever, cfg, LlmPlanner(model, reply_format=self.reply_format), None)
             summary, predictions = await evaluate(service, self._kb.embedder, cases, planner="llm")
         finally:
-            if model is not self._kb.chat:
-                await model.aclose()
+            await self._release(model)
         return gate_metrics(summary, predictions)
+
+    async def evaluate_scorer(self, version: ModelVersion | None, *, pairs: Sequence[ScorerPair]) -> dict[str, Any]:
+        """A Scorer's gate metrics: the pairwise accuracy of ``version`` (None: the base model) on ``pairs``
+        (``bot.evaluation.scorer_pairs``)."""
+        model = await self._chat(version)
+        try:
+            return await pairwise_accuracy(Scorer(model), pairs) | {"model": model.name}
+        finally:
+            await self._release(model)
+
+    async def _chat(self, version: ModelVersion | None) -> ChatModel:
+        return self._kb.chat if version is None else await build_adapted_chat_model(self._settings, version)
+
+    async def _release(self, model: ChatModel) -> None:
+        if model is not self._kb.chat:
+            await model.aclose()
 
     async def _scorer_reward(self, base: Path) -> dict[str, Any]:
         """GRPO's Scorer, part of its reward: the served one (the promoted adapter, else the base model)
